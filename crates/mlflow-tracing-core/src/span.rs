@@ -1,0 +1,354 @@
+//! Spans: one timed operation of a trace, with MLflow's attribute conventions.
+//!
+//! MLflow stores every span attribute value as JSON text (a string attribute `CHAIN` is stored as `"CHAIN"` with
+//! the quotes). [`JsonText`] keeps that text as it was written, so a file read and written again is unchanged,
+//! while comparing two texts compares the JSON values they denote.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ids::{SpanId, TraceId};
+use crate::keys;
+
+/// A JSON document held as text.
+#[derive(Clone, Default)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// Wraps text that is already JSON. Text that is not JSON is kept, and reads back as a JSON string.
+    pub fn from_raw(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// Encodes a JSON value.
+    pub fn from_value(value: &Value) -> Self {
+        Self(value.to_string())
+    }
+
+    /// Encodes a string as a JSON string literal.
+    pub fn from_str_value(text: &str) -> Self {
+        Self(Value::from(text).to_string())
+    }
+
+    /// Encodes any serializable value; a value serde cannot encode becomes `null`.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+    }
+
+    /// The JSON text as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, consumed.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The JSON value; text that is not valid JSON reads as a JSON string of that text.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or_else(|_| Value::String(self.0.clone()))
+    }
+
+    /// The value when it is a JSON string, without its quotes.
+    pub fn as_string_value(&self) -> Option<String> {
+        match self.to_value() {
+            Value::String(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 || self.to_value() == other.to_value()
+    }
+}
+
+impl fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<&Value> for JsonText {
+    fn from(value: &Value) -> Self {
+        Self::from_value(value)
+    }
+}
+
+/// Span attributes in insertion order, values as JSON text.
+pub type Attributes = IndexMap<String, JsonText>;
+
+/// Event and link attributes: native JSON values, not JSON-encoded (MLflow's convention for events).
+pub type EventAttributes = serde_json::Map<String, Value>;
+
+/// What kind of work a span did. Any string is allowed; these are MLflow's constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SpanType {
+    Llm,
+    Chain,
+    Agent,
+    Tool,
+    ChatModel,
+    Retriever,
+    Parser,
+    Embedding,
+    Reranker,
+    Memory,
+    Evaluator,
+    Guardrail,
+    Task,
+    Workflow,
+    #[default]
+    Unknown,
+    /// A type MLflow does not define.
+    Custom(String),
+}
+
+impl SpanType {
+    const NAMED: [(SpanType, &'static str); 15] = [
+        (SpanType::Llm, "LLM"),
+        (SpanType::Chain, "CHAIN"),
+        (SpanType::Agent, "AGENT"),
+        (SpanType::Tool, "TOOL"),
+        (SpanType::ChatModel, "CHAT_MODEL"),
+        (SpanType::Retriever, "RETRIEVER"),
+        (SpanType::Parser, "PARSER"),
+        (SpanType::Embedding, "EMBEDDING"),
+        (SpanType::Reranker, "RERANKER"),
+        (SpanType::Memory, "MEMORY"),
+        (SpanType::Evaluator, "EVALUATOR"),
+        (SpanType::Guardrail, "GUARDRAIL"),
+        (SpanType::Task, "TASK"),
+        (SpanType::Workflow, "WORKFLOW"),
+        (SpanType::Unknown, "UNKNOWN"),
+    ];
+
+    /// The name MLflow writes, e.g. `CHAT_MODEL`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SpanType::Custom(name) => name,
+            named => Self::NAMED
+                .iter()
+                .find(|(candidate, _)| candidate == named)
+                .map_or("UNKNOWN", |(_, name)| name),
+        }
+    }
+
+    /// Reads a type name; names MLflow does not define become [`SpanType::Custom`].
+    pub fn parse(name: &str) -> SpanType {
+        Self::NAMED
+            .iter()
+            .find(|(_, candidate)| *candidate == name)
+            .map_or_else(
+                || SpanType::Custom(name.to_owned()),
+                |(span_type, _)| span_type.clone(),
+            )
+    }
+
+    /// The log level MLflow 3.x derives at span end when none is set: 10 (DEBUG) for plumbing spans, 20
+    /// (INFO) for the rest, 40 (ERROR) for a failed span.
+    pub fn default_log_level(&self, status: SpanStatusCode) -> i64 {
+        if status == SpanStatusCode::Error {
+            return 40;
+        }
+        match self {
+            SpanType::Chain | SpanType::Unknown => 10,
+            _ => 20,
+        }
+    }
+}
+
+impl fmt::Display for SpanType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for SpanType {
+    fn from(name: &str) -> Self {
+        SpanType::parse(name)
+    }
+}
+
+/// A span's status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SpanStatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl SpanStatusCode {
+    /// `OK`, `ERROR` or `UNSET`, as the v2 schema and the client API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanStatusCode::Unset => "UNSET",
+            SpanStatusCode::Ok => "OK",
+            SpanStatusCode::Error => "ERROR",
+        }
+    }
+
+    /// `STATUS_CODE_OK` and so on, as the v3 schema and OTLP/JSON write it.
+    pub fn as_proto_str(self) -> &'static str {
+        match self {
+            SpanStatusCode::Unset => "STATUS_CODE_UNSET",
+            SpanStatusCode::Ok => "STATUS_CODE_OK",
+            SpanStatusCode::Error => "STATUS_CODE_ERROR",
+        }
+    }
+
+    /// Reads either spelling, case-insensitively.
+    pub fn parse(text: &str) -> Option<Self> {
+        let upper = text.trim().to_ascii_uppercase();
+        match upper.strip_prefix("STATUS_CODE_").unwrap_or(&upper) {
+            "UNSET" | "" => Some(SpanStatusCode::Unset),
+            "OK" => Some(SpanStatusCode::Ok),
+            "ERROR" => Some(SpanStatusCode::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A status code with its message (the message is empty unless the code is an error).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SpanStatus {
+    pub code: SpanStatusCode,
+    pub message: String,
+}
+
+impl SpanStatus {
+    /// `OK` with no message.
+    pub fn ok() -> Self {
+        Self {
+            code: SpanStatusCode::Ok,
+            message: String::new(),
+        }
+    }
+
+    /// `ERROR` with a message.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            code: SpanStatusCode::Error,
+            message: message.into(),
+        }
+    }
+}
+
+/// Something that happened at one instant during a span: an exception, a stream chunk, a user event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanEvent {
+    pub name: String,
+    pub time_unix_nano: u64,
+    pub attributes: EventAttributes,
+}
+
+/// A reference from a span to a span of another trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub attributes: EventAttributes,
+}
+
+/// A finished (or, while `end_time_unix_nano` is `None`, unfinished) span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_id: Option<SpanId>,
+    pub name: String,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: Option<u64>,
+    pub status: SpanStatus,
+    pub attributes: Attributes,
+    pub events: Vec<SpanEvent>,
+    pub links: Vec<SpanLink>,
+}
+
+impl Span {
+    /// The decoded value of one attribute.
+    pub fn attribute(&self, key: &str) -> Option<Value> {
+        self.attributes.get(key).map(JsonText::to_value)
+    }
+
+    /// The span type from `mlflow.spanType`; `UNKNOWN` when absent.
+    pub fn span_type(&self) -> SpanType {
+        self.attributes
+            .get(keys::SPAN_TYPE)
+            .and_then(JsonText::as_string_value)
+            .map_or(SpanType::Unknown, |name| SpanType::parse(&name))
+    }
+
+    /// The decoded `mlflow.spanInputs`.
+    pub fn inputs(&self) -> Option<Value> {
+        self.attribute(keys::SPAN_INPUTS)
+    }
+
+    /// The decoded `mlflow.spanOutputs`.
+    pub fn outputs(&self) -> Option<Value> {
+        self.attribute(keys::SPAN_OUTPUTS)
+    }
+
+    /// Whether the span has no parent.
+    pub fn is_root(&self) -> bool {
+        self.parent_id.is_none()
+    }
+
+    /// End minus start, in nanoseconds; `None` while unfinished.
+    pub fn duration_ns(&self) -> Option<u64> {
+        self.end_time_unix_nano
+            .map(|end| end.saturating_sub(self.start_time_unix_nano))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_text_compares_values_not_spacing() {
+        let python = JsonText::from_raw(r#"{"question": "what is mlflow?", "k": 2}"#);
+        let compact = JsonText::from_raw(r#"{"question":"what is mlflow?","k":2}"#);
+        assert_eq!(python, compact);
+        assert_ne!(
+            python,
+            JsonText::from_raw(r#"{"question":"what is mlflow?","k":3}"#)
+        );
+        assert_eq!(JsonText::from_str_value("CHAIN").as_str(), "\"CHAIN\"");
+    }
+
+    #[test]
+    fn text_that_is_not_json_reads_back_as_a_string() {
+        let text = JsonText::from_raw("not json {");
+        assert_eq!(text.to_value(), Value::String("not json {".into()));
+    }
+
+    #[test]
+    fn all_fifteen_span_types_round_trip_and_custom_types_are_kept() {
+        for (span_type, name) in SpanType::NAMED {
+            assert_eq!(span_type.as_str(), name);
+            assert_eq!(SpanType::parse(name), span_type);
+        }
+        assert_eq!(
+            SpanType::parse("MY_STEP"),
+            SpanType::Custom("MY_STEP".into())
+        );
+        assert_eq!(SpanType::parse("MY_STEP").as_str(), "MY_STEP");
+    }
+
+    #[test]
+    fn status_codes_read_both_spellings() {
+        assert_eq!(
+            SpanStatusCode::parse("STATUS_CODE_ERROR"),
+            Some(SpanStatusCode::Error)
+        );
+        assert_eq!(SpanStatusCode::parse("ok"), Some(SpanStatusCode::Ok));
+        assert_eq!(SpanStatusCode::parse("bogus"), None);
+    }
+}
