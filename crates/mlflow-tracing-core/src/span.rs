@@ -139,6 +139,11 @@ impl SpanType {
         }
     }
 
+    /// The name of one of MLflow's constants; `None` for a custom type.
+    pub fn as_static_str(&self) -> Option<&'static str> {
+        Self::NAMED.iter().find(|(candidate, _)| candidate == self).map(|(_, name)| *name)
+    }
+
     /// Reads a type name; names MLflow does not define become [`SpanType::Custom`].
     pub fn parse(name: &str) -> SpanType {
         Self::NAMED

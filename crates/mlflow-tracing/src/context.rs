@@ -1,0 +1,198 @@
+//! Which span is current, per thread, and how to carry it to other threads and tasks.
+//!
+//! Each thread has a stack of frames. `#[trace]` and [`crate::start_span`] push a frame holding the span's
+//! data and pop it when the guard drops, so a span on the fast path costs no allocation and no lock until it
+//! ends. A *remote* frame holds only a trace and a span id: it makes a span that lives elsewhere (a span of
+//! the spawning thread, an async span between polls) the parent of new spans on this thread.
+//!
+//! ```text
+//!   thread A stack: [root (data)] [child (data)]
+//!        │ Context::current() captures (trace, child id)
+//!        ▼
+//!   thread B stack: [child (remote)] [grandchild (data)]   ← grandchild.parent = child
+//! ```
+//!
+//! The rule: spans nest under the current span of *their* thread or task. A new thread or task starts with
+//! no current span, so its spans start new traces, unless you carry the context there with
+//! [`Context::wrap`], [`Context::wrap_future`], [`spawn`] or [`FutureExt::in_current_trace`].
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::pin;
+use std::sync::Arc;
+
+use mlflow_tracing_core::SpanId;
+
+use crate::span_data::SpanData;
+use crate::trace_state::OpenTrace;
+
+pub(crate) struct Frame {
+    /// `None` for a span of an unsampled trace: its children are not recorded either.
+    pub(crate) trace: Option<Arc<OpenTrace>>,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_id: Option<SpanId>,
+    /// `Some` when this frame owns the span's data (a guard on this thread); `None` for a remote frame.
+    pub(crate) data: Option<SpanData>,
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's stack. `None` while the thread is being torn down or if the stack is borrowed
+/// already (no user code ever runs inside, so that only happens from a TLS destructor).
+#[inline]
+pub(crate) fn with_stack<R>(work: impl FnOnce(&mut Vec<Frame>) -> R) -> Option<R> {
+    STACK.try_with(|stack| stack.try_borrow_mut().ok().map(|mut stack| work(&mut stack))).ok().flatten()
+}
+
+/// The parent a new span on this thread gets.
+pub(crate) enum Parent {
+    /// No current span: the new span is a root.
+    None,
+    /// The current span belongs to an unsampled trace.
+    Unsampled,
+    Span(Arc<OpenTrace>, SpanId),
+}
+
+/// The current span of this thread, skipping frames of traces that already completed (timed out).
+pub(crate) fn current_parent(stack: &[Frame]) -> Parent {
+    match stack.last() {
+        None => Parent::None,
+        Some(Frame { trace: None, .. }) => Parent::Unsampled,
+        Some(Frame { trace: Some(trace), span_id, .. }) => {
+            if trace.is_completed() {
+                Parent::None
+            } else {
+                Parent::Span(Arc::clone(trace), *span_id)
+            }
+        }
+    }
+}
+
+/// Removes the frame of `span_id` (normally the top one) and returns it.
+#[inline]
+pub(crate) fn pop_frame(span_id: SpanId) -> Option<Frame> {
+    with_stack(|stack| {
+        let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
+        Some(if position + 1 == stack.len() { stack.pop()? } else { stack.remove(position) })
+    })
+    .flatten()
+}
+
+/// The span that is current at the point of capture, to be made current elsewhere.
+///
+/// ```
+/// use mlflow_tracing::{Context, start_span};
+///
+/// let _parent = start_span("parent");
+/// let context = Context::current();
+/// std::thread::spawn(context.wrap(|| {
+///     let _child = start_span("child"); // nests under "parent"
+/// }))
+/// .join()
+/// .unwrap();
+/// ```
+#[derive(Clone, Default)]
+pub struct Context {
+    current: Option<(Option<Arc<OpenTrace>>, SpanId)>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.current {
+            None => f.write_str("Context(none)"),
+            Some((None, span_id)) => write!(f, "Context(unsampled {span_id})"),
+            Some((Some(trace), span_id)) => write!(f, "Context({} {span_id})", trace.trace_id.to_mlflow()),
+        }
+    }
+}
+
+impl Context {
+    /// Captures this thread's current span (or nothing, when there is none).
+    pub fn current() -> Context {
+        let current = with_stack(|stack| {
+            stack.last().map(|frame| (frame.trace.clone(), frame.span_id))
+        })
+        .flatten();
+        Context { current }
+    }
+
+    pub(crate) fn of_span(trace: Option<Arc<OpenTrace>>, span_id: SpanId) -> Context {
+        Context { current: Some((trace, span_id)) }
+    }
+
+    /// Makes the captured span current on this thread until the guard drops.
+    pub fn attach(&self) -> ContextGuard {
+        let Some((trace, span_id)) = &self.current else {
+            return ContextGuard { span_id: None, _not_send: PhantomData };
+        };
+        let pushed = with_stack(|stack| {
+            stack.push(Frame { trace: trace.clone(), span_id: *span_id, parent_id: None, data: None });
+        });
+        ContextGuard { span_id: pushed.map(|()| *span_id), _not_send: PhantomData }
+    }
+
+    /// Wraps a closure so that it runs with this context attached: for `std::thread::spawn`,
+    /// `std::thread::scope`'s `spawn`, or a thread pool's `spawn`.
+    pub fn wrap<F, R>(self, work: F) -> impl FnOnce() -> R + Send
+    where
+        F: FnOnce() -> R + Send,
+    {
+        move || {
+            let _attached = self.attach();
+            work()
+        }
+    }
+
+    /// Wraps a future so that every poll runs with this context attached: for `tokio::spawn` and friends.
+    pub fn wrap_future<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        async move {
+            let mut future = pin!(future);
+            std::future::poll_fn(|cx| {
+                let _attached = self.attach();
+                future.as_mut().poll(cx)
+            })
+            .await
+        }
+    }
+}
+
+/// Keeps a [`Context`] attached; detaches it on drop. Not `Send`: it belongs to the thread it was made on.
+#[derive(Debug)]
+pub struct ContextGuard {
+    span_id: Option<SpanId>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if let Some(span_id) = self.span_id {
+            let _ = with_stack(|stack| {
+                if let Some(position) = stack.iter().rposition(|frame| frame.span_id == span_id && frame.data.is_none()) {
+                    stack.remove(position);
+                }
+            });
+        }
+    }
+}
+
+/// `std::thread::spawn` that carries the current span into the new thread.
+pub fn spawn<F, T>(work: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::spawn(Context::current().wrap(work))
+}
+
+/// Carries the current span into a future that will run elsewhere (`tokio::spawn`, `JoinSet::spawn`).
+pub trait FutureExt: Future + Sized {
+    /// Attaches the span current *now* to every poll of this future.
+    fn in_current_trace(self) -> impl Future<Output = Self::Output> {
+        Context::current().wrap_future(self)
+    }
+}
+
+impl<F: Future> FutureExt for F {}

@@ -1,0 +1,517 @@
+//! The fluent API: spans that nest by themselves, following the execution on each thread.
+//!
+//! [`start_span`] returns a [`SpanGuard`]: the span is current on this thread until the guard drops (or
+//! [`SpanGuard::end`]). `#[trace]` and [`crate::trace_call!`] use the same machinery.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mlflow_tracing_core::{SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceId, keys};
+use serde::Serialize;
+
+use crate::context::{Frame, Parent, current_parent, pop_frame, with_stack};
+use crate::live::{LiveSpan, span_type_text};
+use crate::span_data::{SpanData, SpanMutation, Text};
+use crate::trace_state::{OpenTrace, TraceUpdates};
+use crate::{config, ids, processor, record};
+
+/// How a new span is described: name, type, attributes and inputs.
+///
+/// ```
+/// use mlflow_tracing::{SpanType, span};
+///
+/// let guard = span("retrieve").span_type(SpanType::Retriever).attribute("k", &3).start();
+/// guard.set_outputs(&["doc 1", "doc 2"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SpanBuilder {
+    name: Text,
+    span_type: Text,
+    attributes: Vec<(Text, Text)>,
+    inputs: Option<String>,
+    function_name: Option<&'static str>,
+    start_time_ns: Option<u64>,
+    experiment_id: Option<String>,
+}
+
+/// Starts describing a span named `name`.
+pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
+    SpanBuilder {
+        name: name.into(),
+        span_type: Cow::Borrowed("UNKNOWN"),
+        attributes: Vec::new(),
+        inputs: None,
+        function_name: None,
+        start_time_ns: None,
+        experiment_id: None,
+    }
+}
+
+/// Starts a span named `name` as a child of the current span (or as the root of a new trace) and makes it
+/// current until the guard drops.
+pub fn start_span(name: impl Into<Cow<'static, str>>) -> SpanGuard {
+    span(name).start()
+}
+
+/// Runs `work` inside a span named `name`; the span ends when `work` returns.
+pub fn with_span<R>(name: impl Into<Cow<'static, str>>, work: impl FnOnce(&SpanGuard) -> R) -> R {
+    let guard = start_span(name);
+    work(&guard)
+}
+
+impl SpanBuilder {
+    /// The span type (default `UNKNOWN`).
+    pub fn span_type(mut self, span_type: impl Into<SpanType>) -> Self {
+        self.span_type = span_type_text(span_type.into());
+        self
+    }
+
+    /// Adds an attribute, recorded as the value's JSON.
+    pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
+        self.attributes.push((key.into(), record::encode(value).into()));
+        self
+    }
+
+    /// Sets the inputs.
+    pub fn inputs<T: Serialize + ?Sized>(mut self, inputs: &T) -> Self {
+        self.inputs = Some(record::encode(inputs));
+        self
+    }
+
+    /// Records the start at this time (nanoseconds since the epoch) instead of now.
+    pub fn start_time_ns(mut self, start_time_ns: u64) -> Self {
+        self.start_time_ns = Some(start_time_ns);
+        self
+    }
+
+    /// Records the trace in this experiment when the span starts a trace.
+    pub fn experiment_id(mut self, experiment_id: impl Into<String>) -> Self {
+        self.experiment_id = Some(experiment_id.into());
+        self
+    }
+
+    pub(crate) fn function_name(mut self, function_name: &'static str) -> Self {
+        self.function_name = Some(function_name);
+        self
+    }
+
+    /// Adds inputs and attributes that are JSON text already.
+    pub(crate) fn encoded(mut self, inputs: Option<String>, attributes: Vec<(Text, Text)>) -> Self {
+        if inputs.is_some() {
+            self.inputs = inputs;
+        }
+        self.attributes.extend(attributes);
+        self
+    }
+
+    fn into_data(self, span_id: SpanId, parent_id: Option<SpanId>) -> SpanData {
+        let mut data = SpanData::new(span_id, parent_id, self.name, self.span_type);
+        data.function_name = self.function_name;
+        data.attributes = self.attributes;
+        data.inputs = self.inputs.map(String::into_boxed_str);
+        if let Some(start_time_ns) = self.start_time_ns {
+            data.start_ns = start_time_ns;
+        }
+        data
+    }
+
+    /// Starts the span as a child of the current span and makes it current on this thread.
+    pub fn start(self) -> SpanGuard {
+        let experiment_id = self.experiment_id.clone();
+        enter(experiment_id, |span_id, parent_id| self.into_data(span_id, parent_id))
+    }
+
+    /// Starts the span without making it current (MLflow's `start_span_no_context`): it is a child of the
+    /// current span, or of `parent` when given, and ends with [`LiveSpan::end`].
+    pub fn start_detached(self, parent: Option<&LiveSpan>) -> LiveSpan {
+        if !config::is_enabled() {
+            return LiveSpan::no_op();
+        }
+        let parent = match parent {
+            Some(parent) if parent.unsampled => Parent::Unsampled,
+            Some(LiveSpan { trace: Some(trace), span_id, .. }) if !trace.is_completed() => {
+                Parent::Span(Arc::clone(trace), *span_id)
+            }
+            Some(_) => Parent::None,
+            None => with_stack(|stack| current_parent(stack)).unwrap_or(Parent::None),
+        };
+        self.start_detached_under(parent)
+    }
+
+    /// Starts the span as the root of a new trace, whatever span is current.
+    pub(crate) fn start_detached_root(self) -> LiveSpan {
+        if !config::is_enabled() {
+            return LiveSpan::no_op();
+        }
+        self.start_detached_under(Parent::None)
+    }
+
+    fn start_detached_under(self, parent: Parent) -> LiveSpan {
+        let span_id = ids::new_span_id();
+        let (trace, parent_id) = match parent {
+            Parent::Unsampled => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
+            Parent::Span(trace, parent_id) => (trace, Some(parent_id)),
+            Parent::None => match open_sampled_trace(span_id, self.experiment_id.clone()) {
+                Some(trace) => (trace, None),
+                None => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
+            },
+        };
+        if !trace.insert_open(self.into_data(span_id, parent_id)) {
+            return LiveSpan::no_op();
+        }
+        LiveSpan { trace: Some(trace), span_id, parent_id, unsampled: false }
+    }
+}
+
+/// Opens a new trace rooted at `root_span_id`, unless sampling drops it.
+pub(crate) fn open_sampled_trace(root_span_id: SpanId, experiment_id: Option<String>) -> Option<Arc<OpenTrace>> {
+    config::read_environment_once();
+    let trace_id = ids::new_trace_id();
+    if !ids::is_sampled(trace_id, config::sampling_ratio()) {
+        return None;
+    }
+    Some(OpenTrace::open(trace_id, root_span_id, experiment_id))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardState {
+    /// Tracing was off: nothing was pushed.
+    Inactive,
+    /// The trace is not sampled: a marker frame was pushed so children are not recorded either.
+    Unsampled,
+    Recording,
+}
+
+/// The current span of this thread, until dropped. Not `Send`: the span belongs to this thread's stack (use
+/// [`SpanGuard::live`] for a handle other threads can use).
+#[derive(Debug)]
+#[must_use = "the span ends when the guard is dropped"]
+pub struct SpanGuard {
+    span_id: SpanId,
+    state: GuardState,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Pushes a new span on this thread's stack. The hot path: no allocation beyond the span's own payloads, and
+/// a lock only when the span starts a trace.
+#[inline]
+pub(crate) fn enter(experiment_id: Option<String>, make: impl FnOnce(SpanId, Option<SpanId>) -> SpanData) -> SpanGuard {
+    if !config::is_enabled() {
+        return SpanGuard::inactive();
+    }
+    let span_id = ids::new_span_id();
+    let state = with_stack(|stack| {
+        let (trace, parent_id) = match current_parent(stack) {
+            Parent::Unsampled => None,
+            Parent::Span(trace, parent_id) => Some((trace, Some(parent_id))),
+            Parent::None => open_sampled_trace(span_id, experiment_id).map(|trace| (trace, None)),
+        }
+        .unzip();
+        let Some(trace) = trace else {
+            stack.push(Frame { trace: None, span_id, parent_id: None, data: None });
+            return GuardState::Unsampled;
+        };
+        let parent_id = parent_id.flatten();
+        let data = make(span_id, parent_id);
+        stack.push(Frame { trace: Some(trace), span_id, parent_id, data: Some(data) });
+        GuardState::Recording
+    });
+    match state {
+        Some(state) => SpanGuard { span_id, state, _not_send: PhantomData },
+        None => SpanGuard::inactive(),
+    }
+}
+
+impl SpanGuard {
+    fn inactive() -> SpanGuard {
+        SpanGuard { span_id: SpanId::INVALID, state: GuardState::Inactive, _not_send: PhantomData }
+    }
+
+    /// Whether this span is recorded.
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        self.state == GuardState::Recording
+    }
+
+    /// Applies a change to this guard's frame.
+    #[inline]
+    pub(crate) fn mutate(&self, mutation: SpanMutation) {
+        if !self.is_recording() {
+            return;
+        }
+        let span_id = self.span_id;
+        let _ = with_stack(|stack| {
+            let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
+            if let Some(data) = data {
+                data.apply(mutation);
+            }
+        });
+    }
+
+    fn frame_value<R>(&self, read: impl FnOnce(&Frame) -> R) -> Option<R> {
+        if !self.is_recording() {
+            return None;
+        }
+        with_stack(|stack| stack.iter().rev().find(|frame| frame.span_id == self.span_id).map(read)).flatten()
+    }
+
+    /// The MLflow trace id (`tr-…`), when recorded.
+    pub fn trace_id(&self) -> Option<String> {
+        self.frame_value(|frame| frame.trace.as_ref().map(|trace| trace.trace_id.to_mlflow())).flatten()
+    }
+
+    /// This span's id, when recorded.
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.is_recording().then_some(self.span_id)
+    }
+
+    /// The parent's id; `None` for a root or when not recorded.
+    pub fn parent_id(&self) -> Option<SpanId> {
+        self.frame_value(|frame| frame.parent_id).flatten()
+    }
+
+    /// A handle to this span that other threads can use.
+    pub fn live(&self) -> LiveSpan {
+        self.frame_value(|frame| LiveSpan {
+            trace: frame.trace.clone(),
+            span_id: frame.span_id,
+            parent_id: frame.parent_id,
+            unsampled: false,
+        })
+        .unwrap_or_else(LiveSpan::no_op)
+    }
+
+    /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
+    pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
+        if self.is_recording() {
+            self.mutate(SpanMutation::Inputs(record::encode(inputs)));
+        }
+    }
+
+    /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
+    pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
+        if self.is_recording() {
+            self.mutate(SpanMutation::Outputs(record::encode(outputs)));
+        }
+    }
+
+    /// Sets one attribute to the value's JSON.
+    pub fn set_attribute<T: Serialize + ?Sized>(&self, key: impl Into<Cow<'static, str>>, value: &T) {
+        if self.is_recording() {
+            self.mutate(SpanMutation::Attribute(key.into(), record::encode(value).into()));
+        }
+    }
+
+    /// Sets several attributes.
+    pub fn set_attributes<K, V>(&self, attributes: impl IntoIterator<Item = (K, V)>)
+    where
+        K: Into<Cow<'static, str>>,
+        V: Serialize,
+    {
+        for (key, value) in attributes {
+            self.set_attribute(key, &value);
+        }
+    }
+
+    /// Changes the span type.
+    pub fn set_span_type(&self, span_type: impl Into<SpanType>) {
+        if self.is_recording() {
+            self.mutate(SpanMutation::SpanType(span_type_text(span_type.into())));
+        }
+    }
+
+    /// Adds an event now; `attributes` should serialize to a JSON object.
+    pub fn add_event<T: Serialize + ?Sized>(&self, name: impl Into<String>, attributes: &T) {
+        if self.is_recording() {
+            self.mutate(SpanMutation::Event(crate::live::new_event(name.into(), attributes)));
+        }
+    }
+
+    /// Sets the status.
+    pub fn set_status(&self, status: SpanStatus) {
+        if self.is_recording() {
+            let message = (!status.message.is_empty()).then_some(status.message);
+            self.mutate(SpanMutation::Status(status.code, message));
+        }
+    }
+
+    /// Marks the span failed with this error (status ERROR and an `exception` event with the source chain).
+    pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
+        if self.is_recording() {
+            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error)) {
+                self.mutate(mutation);
+            }
+        }
+    }
+
+    /// Ends the span now.
+    pub fn end(self) {}
+
+    pub(crate) fn set_outputs_if_unset(&self, json: String) {
+        if !self.is_recording() {
+            return;
+        }
+        let span_id = self.span_id;
+        let _ = with_stack(|stack| {
+            let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
+            if let Some(data) = data.filter(|data| data.outputs.is_none()) {
+                data.outputs = Some(json.into_boxed_str());
+            }
+        });
+    }
+
+    pub(crate) fn set_json(&self, mutation: SpanMutation) {
+        self.mutate(mutation);
+    }
+
+    pub(crate) fn record_panic(&self, payload: &(dyn std::any::Any + Send)) {
+        for mutation in crate::exception::error_mutations(crate::exception::panic_parts(payload)) {
+            self.mutate(mutation);
+        }
+    }
+}
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        match self.state {
+            GuardState::Inactive => {}
+            GuardState::Unsampled => {
+                pop_frame(self.span_id);
+            }
+            GuardState::Recording => {
+                let Some(Frame { trace: Some(trace), data: Some(mut data), .. }) = pop_frame(self.span_id) else {
+                    return;
+                };
+                if std::thread::panicking() && data.status_code != SpanStatusCode::Error {
+                    let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
+                    for mutation in crate::exception::error_mutations(parts) {
+                        data.apply(mutation);
+                    }
+                }
+                data.end_at(crate::clock::now_ns());
+                trace.finish_span(data);
+            }
+        }
+    }
+}
+
+/// The current span of this thread, as a handle (MLflow's `get_current_active_span`).
+pub fn get_current_active_span() -> Option<LiveSpan> {
+    with_stack(|stack| {
+        let frame = stack.last()?;
+        let trace = frame.trace.as_ref().filter(|trace| !trace.is_completed())?;
+        Some(LiveSpan { trace: Some(Arc::clone(trace)), span_id: frame.span_id, parent_id: frame.parent_id, unsampled: false })
+    })
+    .flatten()
+}
+
+/// The trace id (`tr-…`) of this thread's current span (MLflow's `get_active_trace_id`).
+pub fn get_active_trace_id() -> Option<String> {
+    get_current_active_span().map(|span| span.trace_id())
+}
+
+/// What [`update_current_trace`] changes: tags, metadata and the trace-level fields.
+#[derive(Debug, Clone, Default)]
+pub struct TraceUpdate {
+    updates: TraceUpdates,
+}
+
+impl TraceUpdate {
+    /// An update that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a tag (mutable, searchable with `tags.<key>`).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.updates.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a metadata entry (write-once, searchable with `metadata.<key>`).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.updates.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The conversation this trace belongs to (`mlflow.trace.session`).
+    pub fn session_id(self, session_id: impl Into<String>) -> Self {
+        self.metadata(keys::META_SESSION, session_id)
+    }
+
+    /// The end user (`mlflow.trace.user`).
+    pub fn user(self, user: impl Into<String>) -> Self {
+        self.metadata(keys::META_USER, user)
+    }
+
+    /// The caller's own id for this request.
+    pub fn client_request_id(mut self, id: impl Into<String>) -> Self {
+        self.updates.client_request_id = Some(id.into());
+        self
+    }
+
+    /// Replaces the derived request preview.
+    pub fn request_preview(mut self, preview: impl Into<String>) -> Self {
+        self.updates.request_preview = Some(preview.into());
+        self
+    }
+
+    /// Replaces the derived response preview.
+    pub fn response_preview(mut self, preview: impl Into<String>) -> Self {
+        self.updates.response_preview = Some(preview.into());
+        self
+    }
+
+    pub(crate) fn tags_map(tags: BTreeMap<String, String>) -> Self {
+        TraceUpdate { updates: TraceUpdates { tags, ..TraceUpdates::default() } }
+    }
+
+    pub(crate) fn into_updates(self) -> TraceUpdates {
+        self.updates
+    }
+}
+
+/// Updates the trace of this thread's current span. Returns `false` (and changes nothing) when there is none.
+pub fn update_current_trace(update: TraceUpdate) -> bool {
+    let Some(trace) = with_stack(|stack| stack.last().and_then(|frame| frame.trace.clone())).flatten() else {
+        log::warn!("update_current_trace called with no active trace; ignored");
+        return false;
+    };
+    trace.update(update.into_updates());
+    true
+}
+
+static LAST_TRACE: Mutex<Option<TraceId>> = Mutex::new(None);
+thread_local! {
+    static LAST_TRACE_IN_THREAD: Cell<Option<TraceId>> = const { Cell::new(None) };
+}
+
+pub(crate) fn note_last_trace(trace_id: TraceId) {
+    *LAST_TRACE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(trace_id);
+    let _ = LAST_TRACE_IN_THREAD.try_with(|last| last.set(Some(trace_id)));
+}
+
+/// The id of the trace that completed last in this process.
+pub fn get_last_active_trace_id() -> Option<String> {
+    LAST_TRACE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).map(|trace_id| trace_id.to_mlflow())
+}
+
+/// The id of the trace whose root ended last on this thread.
+pub fn get_last_active_trace_id_in_thread() -> Option<String> {
+    LAST_TRACE_IN_THREAD.try_with(Cell::get).ok().flatten().map(|trace_id| trace_id.to_mlflow())
+}
+
+/// A finished trace from the in-process buffer (the last [`crate::config::DEFAULT_FINISHED_BUFFER_SIZE`]
+/// traces). Waits up to five seconds for the export thread to process traces already ended.
+pub fn get_trace(trace_id: &str) -> Option<Arc<Trace>> {
+    let wanted = TraceId::parse_any(trace_id).ok()?.to_mlflow();
+    if let Some(trace) = processor::find(&wanted) {
+        return Some(trace);
+    }
+    processor::flush(Duration::from_secs(5));
+    processor::find(&wanted)
+}
