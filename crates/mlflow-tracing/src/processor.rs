@@ -72,6 +72,12 @@ fn processor() -> &'static Arc<Processor> {
     })
 }
 
+/// Starts the export thread if it is not running: it also finishes traces that outlive the timeout, so it
+/// must run as soon as a trace is open.
+pub(crate) fn ensure_started() {
+    processor();
+}
+
 /// Hands a finished trace to the export thread without blocking.
 pub(crate) fn submit(trace: FinishedTrace) {
     match processor().sender.try_send(Message::Trace(Box::new(trace))) {

@@ -91,6 +91,7 @@ impl OpenTrace {
             body: Mutex::new(TraceBody::default()),
         });
         lock(&REGISTRY).insert(trace_id, Arc::clone(&trace));
+        processor::ensure_started();
         trace
     }
 
