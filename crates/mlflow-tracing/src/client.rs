@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::context::with_stack;
 use crate::fluent::{self, TraceUpdate};
 use crate::live::{LiveSpan, NO_OP_SPAN_TRACE_ID};
-use crate::span_data::{SpanMutation, Text};
+use crate::arena::PayloadText;
+use crate::span_data::{Extra, SpanMutation, Text};
 use crate::trace_state::{EndError, OpenTrace};
 use crate::{config, record};
 
@@ -37,8 +38,8 @@ pub enum ClientError {
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     span_type: Option<Text>,
-    inputs: Option<String>,
-    attributes: Vec<(Text, Text)>,
+    inputs: Option<PayloadText>,
+    attributes: Vec<(Text, PayloadText)>,
     tags: BTreeMap<String, String>,
     experiment_id: Option<String>,
     start_time_ns: Option<u64>,
@@ -58,13 +59,13 @@ impl StartOptions {
 
     /// The inputs, recorded as JSON.
     pub fn inputs<T: Serialize + ?Sized>(mut self, inputs: &T) -> Self {
-        self.inputs = Some(record::encode(inputs));
+        self.inputs = Some(PayloadText::Owned(record::encode(inputs)));
         self
     }
 
     /// An attribute, recorded as JSON.
     pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), record::encode(value).into()));
+        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
@@ -104,8 +105,8 @@ impl StartOptions {
 /// How a span ends: outputs, attributes, status (default OK) and time.
 #[derive(Debug, Clone, Default)]
 pub struct EndOptions {
-    outputs: Option<String>,
-    attributes: Vec<(Text, Text)>,
+    outputs: Option<PayloadText>,
+    attributes: Vec<(Text, PayloadText)>,
     status: Option<SpanStatus>,
     end_time_ns: Option<u64>,
 }
@@ -118,13 +119,13 @@ impl EndOptions {
 
     /// The outputs, recorded as JSON.
     pub fn outputs<T: Serialize + ?Sized>(mut self, outputs: &T) -> Self {
-        self.outputs = Some(record::encode(outputs));
+        self.outputs = Some(PayloadText::Owned(record::encode(outputs)));
         self
     }
 
     /// An attribute, recorded as JSON.
     pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), record::encode(value).into()));
+        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
@@ -203,7 +204,7 @@ impl MlflowClient {
             return Ok(LiveSpan::no_op());
         }
         let trace = open_trace(trace_id)?;
-        let parent_known = trace.read_span(parent_id, |_| ()).is_some() || parent_on_some_stack(&trace, parent_id);
+        let parent_known = trace.read_span(parent_id, |_, _, _| ()).is_some() || parent_on_some_stack(&trace, parent_id);
         if !parent_known {
             return Err(ClientError::SpanNotFound { trace_id: trace.trace_id.to_mlflow(), span_id: parent_id });
         }
@@ -228,21 +229,20 @@ impl MlflowClient {
         let trace = open_trace(trace_id)?;
         let end_ns = options.end_time_ns.unwrap_or_else(crate::clock::now_ns);
         let result = trace.end_open(span_id, |data| {
+            let mut extras: Vec<_> = options.attributes.into_iter().map(|(key, json)| Extra::Attribute(key, json)).collect();
             if let Some(outputs) = options.outputs {
-                data.apply(SpanMutation::Outputs(outputs));
-            }
-            for (key, json) in options.attributes {
-                data.set_attribute(key, json);
+                extras.extend(data.apply(SpanMutation::Outputs(outputs)));
             }
             match options.status {
                 Some(status) => {
                     let message = (!status.message.is_empty()).then_some(status.message);
-                    data.apply(SpanMutation::Status(status.code, message));
+                    extras.extend(data.apply(SpanMutation::Status(status.code, message)));
                 }
                 None if data.status_code == SpanStatusCode::Unset => data.status_code = SpanStatusCode::Ok,
                 None => {}
             }
             data.end_at(end_ns);
+            extras
         });
         result.map_err(|error| {
             let trace_id = trace.trace_id.to_mlflow();

@@ -19,13 +19,14 @@ pub const DEFAULT_MAX_SPANS_PER_TRACE: usize = 1_000_000;
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static SAMPLING_RATIO_BITS: AtomicU64 = AtomicU64::new(0x3FF0_0000_0000_0000); // 1.0_f64
 static MAX_PAYLOAD_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_PAYLOAD_BYTES);
+static FINISHED_BUFFER_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_FINISHED_BUFFER_SIZE);
 static MAX_SPANS_PER_TRACE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_SPANS_PER_TRACE);
 /// 0 means no timeout.
 static TRACE_TIMEOUT_MILLIS: AtomicU64 = AtomicU64::new(0);
 static ENVIRONMENT_READ: OnceLock<()> = OnceLock::new();
 
 /// Reads the `MLFLOW_*` variables once: `MLFLOW_TRACE_SAMPLING_RATIO`, `MLFLOW_TRACE_TIMEOUT_SECONDS`,
-/// `MLFLOW_TRACE_MAX_PAYLOAD_BYTES`, `MLFLOW_TRACING_ENABLED`. Called when the first trace starts.
+/// `MLFLOW_TRACE_MAX_PAYLOAD_BYTES`, `MLFLOW_TRACE_BUFFER_MAX_SIZE`, `MLFLOW_TRACING_ENABLED`. Called when the first trace starts.
 pub(crate) fn read_environment_once() {
     ENVIRONMENT_READ.get_or_init(|| {
         let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
@@ -38,6 +39,9 @@ pub(crate) fn read_environment_once() {
         }
         if let Some(bytes) = variable("MLFLOW_TRACE_MAX_PAYLOAD_BYTES").and_then(|text| text.trim().parse().ok()) {
             set_max_payload_bytes(bytes);
+        }
+        if let Some(traces) = variable("MLFLOW_TRACE_BUFFER_MAX_SIZE").and_then(|text| text.trim().parse().ok()) {
+            set_finished_buffer_size(traces);
         }
         if let Some(enabled) = variable("MLFLOW_TRACING_ENABLED") {
             ENABLED.store(!matches!(enabled.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"), Ordering::Relaxed);
@@ -80,6 +84,15 @@ pub fn set_max_payload_bytes(bytes: usize) {
 
 pub(crate) fn max_payload_bytes() -> usize {
     MAX_PAYLOAD_BYTES.load(Ordering::Relaxed)
+}
+
+/// Keeps this many finished traces in process for [`crate::get_trace`] (`MLFLOW_TRACE_BUFFER_MAX_SIZE`).
+pub fn set_finished_buffer_size(traces: usize) {
+    FINISHED_BUFFER_SIZE.store(traces, Ordering::Relaxed);
+}
+
+pub(crate) fn finished_buffer_size() -> usize {
+    FINISHED_BUFFER_SIZE.load(Ordering::Relaxed)
 }
 
 /// Caps the spans kept per trace; spans past the cap are dropped and counted.

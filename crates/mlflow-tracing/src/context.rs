@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use mlflow_tracing_core::SpanId;
 
-use crate::span_data::SpanData;
+use crate::span_data::{Extra, SpanData};
 use crate::trace_state::OpenTrace;
 
 pub(crate) struct Frame {
@@ -34,10 +34,45 @@ pub(crate) struct Frame {
     pub(crate) parent_id: Option<SpanId>,
     /// `Some` when this frame owns the span's data (a guard on this thread); `None` for a remote frame.
     pub(crate) data: Option<SpanData>,
+    /// Length of the thread's payload scratch when the frame was pushed (see [`crate::arena`]).
+    pub(crate) arena_mark: u32,
+    /// Length of the thread's extras list when the frame was pushed.
+    pub(crate) extras_mark: u32,
 }
 
 thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// Attributes, events and status messages of the spans on this thread's stack, in the order set.
+    static EXTRAS: RefCell<Vec<(SpanId, Extra)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's extras list.
+#[inline]
+pub(crate) fn with_extras<R>(work: impl FnOnce(&mut Vec<(SpanId, Extra)>) -> R) -> Option<R> {
+    EXTRAS.try_with(|extras| extras.try_borrow_mut().ok().map(|mut extras| work(&mut extras))).ok().flatten()
+}
+
+/// Takes the extras of `span_id` off this thread's list, oldest first. With `from_mark` (the span is the
+/// top of the stack) they are all the entries from its mark on.
+pub(crate) fn take_extras(span_id: SpanId, mark: u32, from_mark: bool) -> Vec<(SpanId, Extra)> {
+    with_extras(|extras| {
+        if extras.is_empty() {
+            return Vec::new();
+        }
+        if from_mark && (mark as usize) <= extras.len() {
+            return extras.drain(mark as usize..).collect();
+        }
+        let (taken, kept): (Vec<_>, Vec<_>) = extras.drain(..).partition(|(owner, _)| *owner == span_id);
+        *extras = kept;
+        taken
+    })
+    .unwrap_or_default()
+}
+
+/// The length of this thread's extras list.
+#[inline]
+pub(crate) fn extras_mark() -> u32 {
+    with_extras(|extras| u32::try_from(extras.len()).unwrap_or(u32::MAX)).unwrap_or(u32::MAX)
 }
 
 /// Runs `work` on this thread's stack. `None` while the thread is being torn down or if the stack is borrowed
@@ -71,12 +106,15 @@ pub(crate) fn current_parent(stack: &[Frame]) -> Parent {
     }
 }
 
-/// Removes the frame of `span_id` (normally the top one) and returns it.
+/// Removes the frame of `span_id` (normally the top one) and returns it, with whether it was the top one
+/// and whether the stack is now empty.
 #[inline]
-pub(crate) fn pop_frame(span_id: SpanId) -> Option<Frame> {
+pub(crate) fn pop_frame(span_id: SpanId) -> Option<(Frame, bool, bool)> {
     with_stack(|stack| {
         let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
-        Some(if position + 1 == stack.len() { stack.pop()? } else { stack.remove(position) })
+        let was_top = position + 1 == stack.len();
+        let frame = if was_top { stack.pop()? } else { stack.remove(position) };
+        Some((frame, was_top, stack.is_empty()))
     })
     .flatten()
 }
@@ -129,7 +167,14 @@ impl Context {
             return ContextGuard { span_id: None, _not_send: PhantomData };
         };
         let pushed = with_stack(|stack| {
-            stack.push(Frame { trace: trace.clone(), span_id: *span_id, parent_id: None, data: None });
+            stack.push(Frame {
+                trace: trace.clone(),
+                span_id: *span_id,
+                parent_id: None,
+                data: None,
+                arena_mark: u32::MAX,
+                extras_mark: u32::MAX,
+            });
         });
         ContextGuard { span_id: pushed.map(|()| *span_id), _not_send: PhantomData }
     }

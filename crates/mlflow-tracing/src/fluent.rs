@@ -13,10 +13,11 @@ use std::time::Duration;
 use mlflow_tracing_core::{SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceId, keys};
 use serde::Serialize;
 
-use crate::context::{Frame, Parent, current_parent, pop_frame, with_stack};
+use crate::context::{Frame, Parent, current_parent, extras_mark, pop_frame, take_extras, with_extras, with_stack};
 use crate::live::{LiveSpan, span_type_text};
 use crate::span_data::{SpanData, SpanMutation, Text};
 use crate::trace_state::{OpenTrace, TraceUpdates};
+use crate::arena::{self, PayloadText};
 use crate::{config, ids, processor, record};
 
 /// How a new span is described: name, type, attributes and inputs.
@@ -31,8 +32,9 @@ use crate::{config, ids, processor, record};
 pub struct SpanBuilder {
     name: Text,
     span_type: Text,
-    attributes: Vec<(Text, Text)>,
-    inputs: Option<String>,
+    attributes: Vec<(Text, PayloadText)>,
+    static_attributes: &'static [(&'static str, &'static str)],
+    inputs: Option<PayloadText>,
     function_name: Option<&'static str>,
     start_time_ns: Option<u64>,
     experiment_id: Option<String>,
@@ -44,6 +46,7 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
         name: name.into(),
         span_type: Cow::Borrowed("UNKNOWN"),
         attributes: Vec::new(),
+        static_attributes: &[],
         inputs: None,
         function_name: None,
         start_time_ns: None,
@@ -54,7 +57,8 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
 /// Starts a span named `name` as a child of the current span (or as the root of a new trace) and makes it
 /// current until the guard drops.
 pub fn start_span(name: impl Into<Cow<'static, str>>) -> SpanGuard {
-    span(name).start()
+    let name = name.into();
+    enter(None, |span_id, parent_id| SpanData::new(span_id, parent_id, name, Cow::Borrowed("UNKNOWN")))
 }
 
 /// Runs `work` inside a span named `name`; the span ends when `work` returns.
@@ -72,13 +76,13 @@ impl SpanBuilder {
 
     /// Adds an attribute, recorded as the value's JSON.
     pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), record::encode(value).into()));
+        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
     /// Sets the inputs.
     pub fn inputs<T: Serialize + ?Sized>(mut self, inputs: &T) -> Self {
-        self.inputs = Some(record::encode(inputs));
+        self.inputs = Some(PayloadText::Owned(record::encode(inputs)));
         self
     }
 
@@ -99,8 +103,14 @@ impl SpanBuilder {
         self
     }
 
+    /// Adds the attributes of a `#[trace]` function.
+    pub(crate) fn static_attributes(mut self, attributes: &'static [(&'static str, &'static str)]) -> Self {
+        self.static_attributes = attributes;
+        self
+    }
+
     /// Adds inputs and attributes that are JSON text already.
-    pub(crate) fn encoded(mut self, inputs: Option<String>, attributes: Vec<(Text, Text)>) -> Self {
+    pub(crate) fn encoded(mut self, inputs: Option<PayloadText>, attributes: Vec<(Text, PayloadText)>) -> Self {
         if inputs.is_some() {
             self.inputs = inputs;
         }
@@ -111,8 +121,8 @@ impl SpanBuilder {
     fn into_data(self, span_id: SpanId, parent_id: Option<SpanId>) -> SpanData {
         let mut data = SpanData::new(span_id, parent_id, self.name, self.span_type);
         data.function_name = self.function_name;
-        data.attributes = self.attributes;
-        data.inputs = self.inputs.map(String::into_boxed_str);
+        data.static_attributes = self.static_attributes;
+        data.inputs = self.inputs;
         if let Some(start_time_ns) = self.start_time_ns {
             data.start_ns = start_time_ns;
         }
@@ -120,9 +130,14 @@ impl SpanBuilder {
     }
 
     /// Starts the span as a child of the current span and makes it current on this thread.
-    pub fn start(self) -> SpanGuard {
-        let experiment_id = self.experiment_id.clone();
-        enter(experiment_id, |span_id, parent_id| self.into_data(span_id, parent_id))
+    pub fn start(mut self) -> SpanGuard {
+        let experiment_id = self.experiment_id.take();
+        let attributes = std::mem::take(&mut self.attributes);
+        let guard = enter(experiment_id, |span_id, parent_id| self.into_data(span_id, parent_id));
+        for (key, json) in attributes {
+            guard.mutate(SpanMutation::Attribute(key, json));
+        }
+        guard
     }
 
     /// Starts the span without making it current (MLflow's `start_span_no_context`): it is a child of the
@@ -150,7 +165,7 @@ impl SpanBuilder {
         self.start_detached_under(Parent::None)
     }
 
-    fn start_detached_under(self, parent: Parent) -> LiveSpan {
+    fn start_detached_under(mut self, parent: Parent) -> LiveSpan {
         let span_id = ids::new_span_id();
         let (trace, parent_id) = match parent {
             Parent::Unsampled => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
@@ -160,10 +175,15 @@ impl SpanBuilder {
                 None => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
             },
         };
+        let attributes = std::mem::take(&mut self.attributes);
         if !trace.insert_open(self.into_data(span_id, parent_id)) {
             return LiveSpan::no_op();
         }
-        LiveSpan { trace: Some(trace), span_id, parent_id, unsampled: false }
+        let span = LiveSpan { trace: Some(trace), span_id, parent_id, unsampled: false };
+        for (key, json) in attributes {
+            span.mutate(SpanMutation::Attribute(key, json));
+        }
+        span
     }
 }
 
@@ -212,12 +232,14 @@ pub(crate) fn enter(experiment_id: Option<String>, make: impl FnOnce(SpanId, Opt
         }
         .unzip();
         let Some(trace) = trace else {
-            stack.push(Frame { trace: None, span_id, parent_id: None, data: None });
+            let frame = Frame { trace: None, span_id, parent_id: None, data: None, arena_mark: u32::MAX, extras_mark: u32::MAX };
+            stack.push(frame);
             return GuardState::Unsampled;
         };
         let parent_id = parent_id.flatten();
-        let data = make(span_id, parent_id);
-        stack.push(Frame { trace: Some(trace), span_id, parent_id, data: Some(data) });
+        let arena_mark = arena::scratch_mark();
+        let extras_mark = extras_mark();
+        stack.push(Frame { trace: Some(trace), span_id, parent_id, data: Some(make(span_id, parent_id)), arena_mark, extras_mark });
         GuardState::Recording
     });
     match state {
@@ -246,8 +268,8 @@ impl SpanGuard {
         let span_id = self.span_id;
         let _ = with_stack(|stack| {
             let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
-            if let Some(data) = data {
-                data.apply(mutation);
+            if let Some(extra) = data.and_then(|data| data.apply(mutation)) {
+                with_extras(|extras| extras.push((span_id, extra)));
             }
         });
     }
@@ -288,21 +310,21 @@ impl SpanGuard {
     /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
     pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Inputs(record::encode(inputs)));
+            self.mutate(SpanMutation::Inputs(record::encode_in_scratch(inputs)));
         }
     }
 
     /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
     pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Outputs(record::encode(outputs)));
+            self.mutate(SpanMutation::Outputs(record::encode_in_scratch(outputs)));
         }
     }
 
     /// Sets one attribute to the value's JSON.
     pub fn set_attribute<T: Serialize + ?Sized>(&self, key: impl Into<Cow<'static, str>>, value: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(key.into(), record::encode(value).into()));
+            self.mutate(SpanMutation::Attribute(key.into(), record::encode_in_scratch(value)));
         }
     }
 
@@ -351,15 +373,17 @@ impl SpanGuard {
     /// Ends the span now.
     pub fn end(self) {}
 
-    pub(crate) fn set_outputs_if_unset(&self, json: String) {
+    pub(crate) fn set_outputs_if_unset(&self, json: PayloadText) {
         if !self.is_recording() {
             return;
         }
         let span_id = self.span_id;
         let _ = with_stack(|stack| {
             let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
-            if let Some(data) = data.filter(|data| data.outputs.is_none()) {
-                data.outputs = Some(json.into_boxed_str());
+            match data {
+                Some(data) if data.outputs.is_none() => data.outputs = Some(json),
+                // Set by the function itself: the scratch range written for nothing is released.
+                _ => drop(json.detach()),
             }
         });
     }
@@ -383,17 +407,37 @@ impl Drop for SpanGuard {
                 pop_frame(self.span_id);
             }
             GuardState::Recording => {
-                let Some(Frame { trace: Some(trace), data: Some(mut data), .. }) = pop_frame(self.span_id) else {
-                    return;
-                };
-                if std::thread::panicking() && data.status_code != SpanStatusCode::Error {
-                    let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
-                    for mutation in crate::exception::error_mutations(parts) {
-                        data.apply(mutation);
+                let end_ns = crate::clock::now_ns();
+                let panicking = std::thread::panicking();
+                let span_id = self.span_id;
+                // Everything happens inside one borrow of the stack, on the frame in place: moving a span
+                // out through several layers costs a copy per layer.
+                let _ = with_stack(|stack| {
+                    let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
+                    let is_top = position + 1 == stack.len();
+                    let frame = &mut stack[position];
+                    let arena_mark = frame.arena_mark;
+                    if let (Some(trace), Some(data)) = (frame.trace.as_ref(), frame.data.as_mut()) {
+                        if panicking && data.status_code != SpanStatusCode::Error {
+                            let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
+                            for mutation in crate::exception::error_mutations(parts) {
+                                if let Some(extra) = data.apply(mutation) {
+                                    with_extras(|extras| extras.push((span_id, extra)));
+                                }
+                            }
+                        }
+                        data.end_at(end_ns);
+                        let extras = take_extras(span_id, frame.extras_mark, is_top);
+                        trace.finish_span_from(&mut frame.data, extras);
                     }
-                }
-                data.end_at(crate::clock::now_ns());
-                trace.finish_span(data);
+                    if is_top {
+                        stack.truncate(position);
+                        arena::release_scratch(if stack.is_empty() { 0 } else { arena_mark });
+                    } else {
+                        stack.remove(position);
+                    }
+                    Some(())
+                });
             }
         }
     }

@@ -52,6 +52,7 @@
 //! through a bounded queue (full → dropped and counted, see [`dropped_trace_count`]). With tracing disabled
 //! ([`disable`]) every span call is a few nanoseconds.
 
+mod arena;
 mod client;
 mod clock;
 pub mod config;
@@ -61,6 +62,7 @@ mod export;
 mod fluent;
 mod ids;
 mod live;
+mod pool;
 mod processor;
 mod record;
 mod span_data;
@@ -117,6 +119,7 @@ pub struct Config {
     sampling_ratio: Option<f64>,
     max_payload_bytes: Option<usize>,
     max_spans_per_trace: Option<usize>,
+    finished_buffer_size: Option<usize>,
     trace_timeout: Option<Option<Duration>>,
 }
 
@@ -127,6 +130,7 @@ impl std::fmt::Debug for Config {
             .field("sampling_ratio", &self.sampling_ratio)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("max_spans_per_trace", &self.max_spans_per_trace)
+            .field("finished_buffer_size", &self.finished_buffer_size)
             .field("trace_timeout", &self.trace_timeout)
             .finish()
     }
@@ -162,6 +166,12 @@ impl Config {
         self
     }
 
+    /// Keeps this many finished traces in process for [`get_trace`] (default 1000).
+    pub fn finished_buffer_size(mut self, traces: usize) -> Self {
+        self.finished_buffer_size = Some(traces);
+        self
+    }
+
     /// Finishes traces open longer than this with state ERROR (`MLFLOW_TRACE_TIMEOUT_SECONDS`).
     pub fn trace_timeout(mut self, timeout: Duration) -> Self {
         self.trace_timeout = Some(Some(timeout));
@@ -180,6 +190,9 @@ impl Config {
         }
         if let Some(spans) = self.max_spans_per_trace {
             config::set_max_spans_per_trace(spans);
+        }
+        if let Some(traces) = self.finished_buffer_size {
+            config::set_finished_buffer_size(traces);
         }
         if let Some(timeout) = self.trace_timeout {
             config::set_trace_timeout(timeout);

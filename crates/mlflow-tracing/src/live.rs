@@ -11,9 +11,10 @@ use mlflow_tracing_core::{SpanEvent, SpanId, SpanStatus, SpanType, TraceId};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::context::{Context, with_stack};
+use crate::context::{Context, with_extras, with_stack};
 use crate::record;
-use crate::span_data::{SpanData, SpanMutation, Text};
+use crate::arena::PayloadText;
+use crate::span_data::{Extra, SpanData, SpanMutation, Text, find_attribute};
 use crate::trace_state::{EndError, OpenTrace};
 
 /// The trace id MLflow gives spans that are not recorded (tracing disabled or the trace not sampled).
@@ -88,21 +89,21 @@ impl LiveSpan {
     /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
     pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Inputs(record::encode(inputs)));
+            self.mutate(SpanMutation::Inputs(PayloadText::Owned(record::encode(inputs))));
         }
     }
 
     /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
     pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Outputs(record::encode(outputs)));
+            self.mutate(SpanMutation::Outputs(PayloadText::Owned(record::encode(outputs))));
         }
     }
 
     /// Sets one attribute to the value's JSON.
     pub fn set_attribute<T: Serialize + ?Sized>(&self, key: impl Into<Cow<'static, str>>, value: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(key.into(), record::encode(value).into()));
+            self.mutate(SpanMutation::Attribute(key.into(), PayloadText::Owned(record::encode(value))));
         }
     }
 
@@ -152,23 +153,27 @@ impl LiveSpan {
 
     /// Reads the span's name.
     pub fn name(&self) -> Option<String> {
-        self.read(|data| data.name.to_string())
+        self.read(|data, _, _| data.name.to_string())
     }
 
     /// Reads the span's decoded inputs.
     pub fn inputs(&self) -> Option<Value> {
-        self.read(|data| data.inputs.as_deref().map(decode)).flatten()
+        self.read(|data, arena, _| data.inputs.as_ref().map(|json| decode(&json.to_string_in(arena)))).flatten()
     }
 
     /// Reads the span's decoded outputs.
     pub fn outputs(&self) -> Option<Value> {
-        self.read(|data| data.outputs.as_deref().map(decode)).flatten()
+        self.read(|data, arena, _| data.outputs.as_ref().map(|json| decode(&json.to_string_in(arena)))).flatten()
     }
 
     /// Reads one decoded attribute.
     pub fn attribute(&self, key: &str) -> Option<Value> {
-        self.read(|data| data.attributes.iter().find(|(existing, _)| existing == key).map(|(_, json)| decode(json)))
-            .flatten()
+        let span_id = self.span_id;
+        self.read(|data, arena, extras| {
+            let own = extras.iter().filter(|(owner, _)| *owner == span_id).map(|(_, extra)| extra);
+            find_attribute(data, own, key, arena).map(|json| decode(&json))
+        })
+        .flatten()
     }
 
     /// Ends a span started with [`crate::SpanBuilder::start_detached`] (spans owned by a guard end when the
@@ -185,10 +190,11 @@ impl LiveSpan {
         trace.end_open(self.span_id, |data| {
             finish(data);
             data.end_at(end_ns);
+            Vec::new()
         })
     }
 
-    fn read<R>(&self, read: impl FnOnce(&SpanData) -> R) -> Option<R> {
+    fn read<R>(&self, read: impl FnOnce(&SpanData, &[u8], &[(SpanId, Extra)]) -> R) -> Option<R> {
         let trace = self.trace.as_ref()?;
         let mut read = Some(read);
         let on_stack = with_stack(|stack| {
@@ -196,7 +202,8 @@ impl LiveSpan {
                 frame.span_id == self.span_id && frame.trace.as_ref().is_some_and(|owner| Arc::ptr_eq(owner, trace))
             })?;
             let data = frame.data.as_ref()?;
-            read.take().map(|read| read(data))
+            let read = read.take()?;
+            with_extras(|extras| read(data, &[], extras))
         })
         .flatten();
         match (on_stack, read) {
@@ -218,7 +225,9 @@ impl LiveSpan {
             });
             match frame.and_then(|frame| frame.data.as_mut()) {
                 Some(data) => {
-                    data.apply(mutation);
+                    if let Some(extra) = data.apply(mutation) {
+                        with_extras(|extras| extras.push((self.span_id, extra)));
+                    }
                     None
                 }
                 None => Some(mutation),

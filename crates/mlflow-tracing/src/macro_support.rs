@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
 
+pub use crate::arena::PayloadText;
 pub use crate::exception::{ErrProbe, ErrorParts, ProbeDebug, ProbeDisplay, ProbeError, ProbeNotResult};
 pub use crate::record::{
     Arg, OutArg, OutDebug, OutFloat, OutOk, OutSerialize, OutTypeName, Payload, ViaDebug, ViaFloat, ViaSerialize,
@@ -29,18 +30,15 @@ impl FnMeta {
     fn data(&'static self, span_id: mlflow_tracing_core::SpanId, parent_id: Option<mlflow_tracing_core::SpanId>) -> SpanData {
         let mut data = SpanData::new(span_id, parent_id, self.name.into(), self.span_type.into());
         data.function_name = Some(self.function_name);
-        if !self.attributes.is_empty() {
-            data.attributes = self.attributes.iter().map(|(key, json)| ((*key).into(), (*json).into())).collect();
-        }
+        data.static_attributes = self.attributes;
         data
     }
 
     fn builder(&'static self) -> fluent::SpanBuilder {
-        let attributes = self.attributes.iter().map(|(key, json)| ((*key).into(), (*json).into())).collect();
         fluent::span(self.name)
             .span_type(mlflow_tracing_core::SpanType::parse(self.span_type))
             .function_name(self.function_name)
-            .encoded(None, attributes)
+            .static_attributes(self.attributes)
     }
 }
 
@@ -65,19 +63,19 @@ pub fn call_catching<R>(guard: &SpanGuard, body: impl FnOnce() -> R) -> R {
 impl SpanGuard {
     #[doc(hidden)]
     #[inline]
-    pub fn __set_inputs_json(&self, json: String) {
+    pub fn __set_inputs_json(&self, json: PayloadText) {
         self.set_json(SpanMutation::Inputs(json));
     }
 
     /// Sets the outputs unless the function set them itself.
     #[doc(hidden)]
     #[inline]
-    pub fn __set_outputs_json(&self, json: String) {
+    pub fn __set_outputs_json(&self, json: PayloadText) {
         self.set_outputs_if_unset(json);
     }
 
     #[doc(hidden)]
-    pub fn __set_attribute_json(&self, key: &'static str, json: String) {
+    pub fn __set_attribute_json(&self, key: &'static str, json: PayloadText) {
         self.set_json(SpanMutation::Attribute(key.into(), json.into()));
     }
 
@@ -109,20 +107,21 @@ impl AsyncSpan {
     }
 
     /// Sets the inputs (JSON text).
-    pub fn set_inputs_json(&self, json: String) {
-        self.span.mutate(SpanMutation::Inputs(json));
+    pub fn set_inputs_json(&self, json: PayloadText) {
+        self.span.mutate(SpanMutation::Inputs(json.detach()));
     }
 
     /// Sets the outputs (JSON text) unless they were set explicitly.
-    pub fn set_outputs_json(&self, json: String) {
+    pub fn set_outputs_json(&self, json: PayloadText) {
+        let json = json.detach();
         if self.span.outputs().is_none() {
             self.span.mutate(SpanMutation::Outputs(json));
         }
     }
 
     /// Sets an attribute (JSON text).
-    pub fn set_attribute_json(&self, key: &'static str, json: String) {
-        self.span.mutate(SpanMutation::Attribute(key.into(), json.into()));
+    pub fn set_attribute_json(&self, key: &'static str, json: PayloadText) {
+        self.span.mutate(SpanMutation::Attribute(key.into(), json.detach()));
     }
 
     /// Records the error of a failed body.

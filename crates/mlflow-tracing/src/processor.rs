@@ -11,20 +11,24 @@
 //! The thread starts with the first finished trace. Control requests wait for an answer with a timeout, so
 //! a stuck exporter cannot hang the application.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_core::{Span, SpanStatusCode, Trace, TraceData, TraceInfo, TraceLocation, TraceState, keys};
+use mlflow_tracing_core::{JsonText, Span, SpanId, SpanStatusCode, Trace, TraceData, TraceInfo, TraceLocation, TraceState, keys};
 
 use crate::config;
 use crate::export::Exporter;
+use crate::span_data::Extra;
 use crate::trace_state::{self, FinishedTrace};
 
 const MAX_BATCH: usize = 512;
 const TICK: Duration = Duration::from_millis(200);
+/// After a batch the thread waits this long before blocking again, so traces accumulate and a producer
+/// finishing a trace rarely has to wake it (a futex system call per trace otherwise).
+const LINGER: Duration = Duration::from_millis(2);
 
 enum Message {
     Trace(Box<FinishedTrace>),
@@ -41,7 +45,6 @@ struct Processor {
     control: Mutex<Vec<Control>>,
     control_pending: AtomicBool,
     finished: Mutex<VecDeque<Arc<Trace>>>,
-    finished_capacity: usize,
 }
 
 static PROCESSOR: OnceLock<Arc<Processor>> = OnceLock::new();
@@ -61,7 +64,6 @@ fn processor() -> &'static Arc<Processor> {
             control: Mutex::new(Vec::new()),
             control_pending: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
-            finished_capacity: config::DEFAULT_FINISHED_BUFFER_SIZE,
         });
         let worker = Worker { processor: Arc::clone(&processor), exporter: None, receiver };
         let spawned = std::thread::Builder::new().name("mlflow-trace-export".to_owned()).spawn(move || worker.run());
@@ -147,6 +149,9 @@ impl Worker {
                         }
                     }
                     self.deliver(batch);
+                    if !self.processor.control_pending.load(Ordering::Acquire) {
+                        std::thread::sleep(LINGER);
+                    }
                 }
                 Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -201,13 +206,11 @@ impl Worker {
     fn deliver(&mut self, batch: Vec<Trace>) {
         let batch: Vec<Arc<Trace>> = batch.into_iter().map(Arc::new).collect();
         {
+            let capacity = config::finished_buffer_size();
             let mut finished = lock(&self.processor.finished);
-            for trace in &batch {
-                if finished.len() == self.processor.finished_capacity {
-                    finished.pop_front();
-                }
-                finished.push_back(Arc::clone(trace));
-            }
+            finished.extend(batch.iter().cloned());
+            let excess = finished.len().saturating_sub(capacity);
+            finished.drain(..excess);
         }
         let Some(exporter) = self.exporter.as_mut() else {
             return;
@@ -222,7 +225,22 @@ impl Worker {
 /// Builds the model's trace: spans parents-first, the derived record, then what the user set.
 fn build_trace(finished: FinishedTrace) -> Trace {
     let trace_id = finished.trace_id;
-    let mut spans: Vec<Span> = finished.spans.into_iter().map(|data| data.into_span(trace_id)).collect();
+    let request_id_json = JsonText::from_str_value(&trace_id.to_mlflow());
+    let arena = finished.arena;
+    let mut extras_by_span: HashMap<SpanId, Vec<Extra>> = HashMap::new();
+    for (span_id, extra) in finished.extras {
+        extras_by_span.entry(span_id).or_default().push(extra);
+    }
+    let mut span_list = finished.spans;
+    let mut spans: Vec<Span> = span_list
+        .drain(..)
+        .map(|data| {
+            let extras = extras_by_span.remove(&data.span_id).unwrap_or_default();
+            data.into_span(trace_id, &request_id_json, &arena, extras)
+        })
+        .collect();
+    crate::pool::recycle_span_list(span_list);
+    crate::pool::recycle_arena(arena);
     spans.sort_by_key(|span| (span.parent_id.is_some(), span.start_time_unix_nano));
     if let Some(reason) = &finished.forced_error {
         if let Some(root) = spans.iter_mut().find(|span| span.is_root()) {
@@ -261,6 +279,9 @@ fn source_metadata() -> &'static [(&'static str, String)] {
             .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
             .unwrap_or_default();
         let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
-        vec![(keys::META_SOURCE_NAME, program), (keys::META_SOURCE_TYPE, "LOCAL".to_owned()), ("mlflow.user", user)]
+        [(keys::META_SOURCE_NAME, program), (keys::META_SOURCE_TYPE, "LOCAL".to_owned()), ("mlflow.user", user)]
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .collect()
     })
 }

@@ -9,10 +9,10 @@
 //! the start of the text, a visible marker and the original size, so a 10 MB argument costs at most the limit.
 
 use std::fmt::{self, Debug, Write as _};
-use std::io;
 
 use serde::Serialize;
 
+use crate::arena::{self, PayloadText};
 use crate::config;
 
 /// Wraps a reference for autoref specialization; see the module docs.
@@ -132,10 +132,15 @@ impl<T: ?Sized> OutTypeName for OutArg<'_, T> {
     }
 }
 
-/// A JSON text being built, with the size limit applied.
+/// A JSON text being built, with the size limit applied. It is written at the end of the thread's scratch
+/// buffer when that is free (see [`crate::arena`]), else into its own.
 #[derive(Debug)]
 pub struct Payload {
     bytes: Vec<u8>,
+    /// Where this payload starts in `bytes`.
+    start: usize,
+    /// Whether `bytes` is the thread's scratch buffer, to be given back.
+    in_scratch: bool,
     limit: usize,
     /// Bytes written past the limit and not kept.
     dropped: usize,
@@ -155,17 +160,36 @@ const MAX_DEBUG_BYTES: usize = 16 * 1024;
 const DEBUG_COUNT_FACTOR: usize = 4;
 
 impl Payload {
-    /// An empty payload with the configured limit.
+    /// An empty payload with the configured limit, written into the thread's scratch buffer.
+    #[inline]
     pub fn new() -> Self {
-        Self::with_limit(config::max_payload_bytes())
+        match arena::take_scratch() {
+            Some(scratch) => {
+                let start = scratch.len();
+                Self { bytes: scratch, start, in_scratch: true, limit: config::max_payload_bytes(), dropped: 0 }
+            }
+            None => Self::owned(config::max_payload_bytes()),
+        }
     }
 
+    /// An empty payload in a buffer of its own.
+    pub(crate) fn owned(limit: usize) -> Self {
+        Self { bytes: Vec::new(), start: 0, in_scratch: false, limit, dropped: 0 }
+    }
+
+    #[cfg(test)]
     pub(crate) fn with_limit(limit: usize) -> Self {
-        Self { bytes: Vec::with_capacity(32), limit, dropped: 0 }
+        Self::owned(limit)
     }
 
+    #[inline]
+    fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    #[inline]
     fn push_bytes(&mut self, chunk: &[u8]) {
-        let room = self.limit.saturating_sub(self.bytes.len());
+        let room = self.limit.saturating_sub(self.len());
         let kept = chunk.len().min(room);
         self.bytes.extend_from_slice(&chunk[..kept]);
         self.dropped += chunk.len() - kept;
@@ -173,31 +197,48 @@ impl Payload {
 
     /// Starts the inputs object; follow with [`Payload::key`] and a value per argument, then
     /// [`Payload::end_object`].
+    #[inline]
     pub fn begin_object(&mut self) {
         self.push_bytes(b"{");
     }
 
     /// Writes an object key, already JSON-escaped with quotes and colon (`"a":`), with the comma before it
     /// when needed.
+    #[inline]
     pub fn key(&mut self, quoted_key_and_colon: &str) {
-        if self.bytes.len() + self.dropped > 1 {
+        if self.len() + self.dropped > 1 {
             self.push_bytes(b",");
         }
         self.push_bytes(quoted_key_and_colon.as_bytes());
     }
 
     /// Closes the inputs object.
+    #[inline]
     pub fn end_object(&mut self) {
         self.push_bytes(b"}");
     }
 
+    #[inline]
+    /// Serializes straight into the buffer (a writer that checks the limit on every write costs more
+    /// than the serialization), then cuts what went past the limit. A value far over the limit is thus
+    /// held whole for a moment, and only its first `limit` bytes are kept.
     fn write_serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
-        let (kept_before, dropped_before) = (self.bytes.len(), self.dropped);
-        if serde_json::to_writer(PayloadWriter(self), value).is_err() {
+        let before = self.bytes.len();
+        if serde_json::to_writer(&mut self.bytes, value).is_err() {
             // The value's Serialize refused (for example a map with non-string keys): use a marker instead.
-            self.bytes.truncate(kept_before);
-            self.dropped = dropped_before;
+            self.bytes.truncate(before);
             self.write_json_string("<unserializable value>");
+            return;
+        }
+        self.cut_to_limit();
+    }
+
+    /// Moves whatever is past the limit into the dropped count.
+    fn cut_to_limit(&mut self) {
+        let length = self.len();
+        if length > self.limit {
+            self.dropped += length - self.limit;
+            self.bytes.truncate(self.start + self.limit);
         }
     }
 
@@ -220,25 +261,50 @@ impl Payload {
     }
 
     fn write_json_string(&mut self, text: &str) {
-        // Writing a &str through the payload cannot fail.
-        let _ = serde_json::to_writer(PayloadWriter(self), text);
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.bytes, text);
+        self.cut_to_limit();
     }
 
-    /// The finished JSON text; a payload over the limit becomes a JSON string with a truncation marker.
-    pub fn finish(self) -> String {
-        let text = String::from_utf8(self.bytes)
-            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
-        if self.dropped == 0 {
-            return text;
+    /// The finished payload; one over the limit becomes a JSON string with a truncation marker.
+    #[inline]
+    pub fn finish(mut self) -> PayloadText {
+        if self.dropped > 0 {
+            let kept = String::from_utf8_lossy(&self.bytes[self.start..]).into_owned();
+            let size = OverflowSize::Exact(kept.len() + self.dropped);
+            let marked = serde_json::Value::String(truncated_text(&kept, self.limit, size)).to_string();
+            self.bytes.truncate(self.start);
+            self.bytes.extend_from_slice(marked.as_bytes());
         }
-        let size = OverflowSize::Exact(text.len() + self.dropped);
-        serde_json::Value::String(truncated_text(&text, self.limit, size)).to_string()
+        if self.in_scratch {
+            let end = self.bytes.len();
+            self.in_scratch = false;
+            arena::return_scratch(std::mem::take(&mut self.bytes));
+            return arena::thread_payload(self.start, end);
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        PayloadText::Owned(String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
+    }
+
+    /// The finished payload as a string of its own.
+    pub(crate) fn finish_owned(self) -> String {
+        self.finish().into_owned(&[])
     }
 }
 
 impl Default for Payload {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        // A payload abandoned half-written (a panicking Serialize) gives the scratch back, cut to its start.
+        if self.in_scratch {
+            self.bytes.truncate(self.start);
+            arena::return_scratch(std::mem::take(&mut self.bytes));
+        }
     }
 }
 
@@ -255,25 +321,19 @@ fn truncated_text(text: &str, limit: usize, size: OverflowSize) -> String {
     format!("{}...[truncated by mlflow-tracing: original size {size_note}]", &text[..end])
 }
 
-/// Encodes one value with the configured limit, choosing `Serialize` (this entry point needs it).
+/// Encodes one value with the configured limit into a string of its own.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut payload = Payload::owned(config::max_payload_bytes());
+    payload.write_serialize(value);
+    payload.finish_owned()
+}
+
+/// Encodes one value with the configured limit into the thread's scratch buffer, for a span on this
+/// thread's stack.
+pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText {
     let mut payload = Payload::new();
     payload.write_serialize(value);
     payload.finish()
-}
-
-/// Writes serializer output into a payload, keeping what fits.
-struct PayloadWriter<'a>(&'a mut Payload);
-
-impl io::Write for PayloadWriter<'_> {
-    fn write(&mut self, chunk: &[u8]) -> io::Result<usize> {
-        self.0.push_bytes(chunk);
-        Ok(chunk.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Keeps the first `limit` bytes of `Debug` output, counts up to [`DEBUG_COUNT_FACTOR`] times more, then
@@ -310,7 +370,7 @@ mod tests {
     fn record_one<F: FnOnce(&mut Payload)>(limit: usize, write: F) -> Value {
         let mut payload = Payload::with_limit(limit);
         write(&mut payload);
-        serde_json::from_str(&payload.finish()).expect("always valid JSON")
+        serde_json::from_str(&payload.finish_owned()).expect("always valid JSON")
     }
 
     #[derive(Debug)]

@@ -8,37 +8,76 @@ use std::borrow::Cow;
 
 use mlflow_tracing_core::{Attributes, JsonText, Span, SpanEvent, SpanId, SpanStatus, SpanStatusCode, SpanType, TraceId, keys};
 
+use crate::arena::PayloadText;
+
 /// Text that is usually static.
 pub(crate) type Text = Cow<'static, str>;
 
+/// The fields every span has; attributes, events and a status message are kept beside the span (see
+/// [`Extra`]), so the struct stays small and allocation-free: it is moved onto the thread's stack, off it, and
+/// into the trace.
 #[derive(Debug)]
 pub(crate) struct SpanData {
     pub(crate) span_id: SpanId,
     pub(crate) parent_id: Option<SpanId>,
+    pub(crate) status_code: SpanStatusCode,
     pub(crate) name: Text,
     pub(crate) span_type: Text,
     pub(crate) function_name: Option<&'static str>,
     pub(crate) start_ns: u64,
     /// 0 while the span is open.
     pub(crate) end_ns: u64,
-    pub(crate) status_code: SpanStatusCode,
-    pub(crate) status_message: Option<Box<str>>,
-    pub(crate) inputs: Option<Box<str>>,
-    pub(crate) outputs: Option<Box<str>>,
-    /// Keys with JSON-text values, in the order they were first set.
-    pub(crate) attributes: Vec<(Text, Text)>,
-    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) inputs: Option<PayloadText>,
+    pub(crate) outputs: Option<PayloadText>,
+    /// Attributes given to `#[trace(attributes(...))]`, as JSON text.
+    pub(crate) static_attributes: &'static [(&'static str, &'static str)],
+}
+
+/// What only some spans have, kept in a list beside the spans: the thread's while the span is on its stack,
+/// the trace's after.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    Attribute(Text, PayloadText),
+    Event(SpanEvent),
+    StatusMessage(String),
+}
+
+impl Extra {
+    pub(crate) fn detach(self) -> Extra {
+        match self {
+            Extra::Attribute(key, payload) => Extra::Attribute(key, payload.detach()),
+            other => other,
+        }
+    }
+
+    pub(crate) fn move_payload_to_trace(&mut self, scratch: Option<&[u8]>, trace_arena: &mut Vec<u8>) {
+        if let Extra::Attribute(_, payload) = self {
+            payload.move_to_trace(scratch, trace_arena);
+        }
+    }
 }
 
 /// One change to a span, wherever the span is held.
 #[derive(Debug)]
 pub(crate) enum SpanMutation {
-    Inputs(String),
-    Outputs(String),
-    Attribute(Text, Text),
+    Inputs(PayloadText),
+    Outputs(PayloadText),
+    Attribute(Text, PayloadText),
     SpanType(Text),
     Event(SpanEvent),
     Status(SpanStatusCode, Option<String>),
+}
+
+impl SpanMutation {
+    /// Makes every scratch payload a string of its own, for a span that will not end on this thread's stack.
+    pub(crate) fn detach(self) -> SpanMutation {
+        match self {
+            SpanMutation::Inputs(payload) => SpanMutation::Inputs(payload.detach()),
+            SpanMutation::Outputs(payload) => SpanMutation::Outputs(payload.detach()),
+            SpanMutation::Attribute(key, payload) => SpanMutation::Attribute(key, payload.detach()),
+            other => other,
+        }
+    }
 }
 
 impl SpanData {
@@ -52,58 +91,76 @@ impl SpanData {
             start_ns: crate::clock::now_ns(),
             end_ns: 0,
             status_code: SpanStatusCode::Unset,
-            status_message: None,
             inputs: None,
             outputs: None,
-            attributes: Vec::new(),
-            events: Vec::new(),
+            static_attributes: &[],
         }
     }
 
-    pub(crate) fn apply(&mut self, mutation: SpanMutation) {
+    /// Applies the part of a change kept in the span; returns the part kept beside it.
+    #[must_use]
+    pub(crate) fn apply(&mut self, mutation: SpanMutation) -> Option<Extra> {
         match mutation {
-            SpanMutation::Inputs(json) => self.inputs = Some(json.into_boxed_str()),
-            SpanMutation::Outputs(json) => self.outputs = Some(json.into_boxed_str()),
-            SpanMutation::Attribute(key, json) => self.set_attribute(key, json),
+            SpanMutation::Inputs(json) => self.inputs = Some(json),
+            SpanMutation::Outputs(json) => self.outputs = Some(json),
+            SpanMutation::Attribute(key, json) => return Some(Extra::Attribute(key, json)),
             SpanMutation::SpanType(span_type) => self.span_type = span_type,
-            SpanMutation::Event(event) => self.events.push(event),
+            SpanMutation::Event(event) => return Some(Extra::Event(event)),
             SpanMutation::Status(code, message) => {
                 self.status_code = code;
-                self.status_message = message.map(String::into_boxed_str);
+                return message.map(Extra::StatusMessage);
             }
         }
+        None
     }
 
-    pub(crate) fn set_attribute(&mut self, key: Text, json: Text) {
-        match self.attributes.iter_mut().find(|(existing, _)| *existing == key) {
-            Some(entry) => entry.1 = json,
-            None => self.attributes.push((key, json)),
+    /// Copies the payloads still in the thread's scratch into the trace's arena.
+    pub(crate) fn move_payloads_to_trace(&mut self, scratch: Option<&[u8]>, trace_arena: &mut Vec<u8>) {
+        for payload in self.inputs.iter_mut().chain(self.outputs.iter_mut()) {
+            payload.move_to_trace(scratch, trace_arena);
         }
     }
 
+    /// Ends the span; a span that ends without a status set is OK, as in MLflow.
     pub(crate) fn end_at(&mut self, end_ns: u64) {
         if self.end_ns == 0 {
             self.end_ns = end_ns.max(self.start_ns);
         }
+        if self.status_code == SpanStatusCode::Unset {
+            self.status_code = SpanStatusCode::Ok;
+        }
     }
 
     /// The model's span, with MLflow's reserved attributes in the order the Python client writes them.
-    pub(crate) fn into_span(self, trace_id: TraceId) -> Span {
+    /// `request_id_json` is the trace id as JSON text, computed once per trace; `arena` holds the payloads;
+    /// `extras` are this span's attributes, events and status message, oldest first.
+    pub(crate) fn into_span(self, trace_id: TraceId, request_id_json: &JsonText, arena: &[u8], extras: Vec<Extra>) -> Span {
         let span_type = SpanType::parse(&self.span_type);
-        let mut attributes = Attributes::with_capacity(self.attributes.len() + 6);
-        attributes.insert(keys::TRACE_REQUEST_ID.into(), JsonText::from_str_value(&trace_id.to_mlflow()));
-        attributes.insert(keys::SPAN_TYPE.into(), JsonText::from_str_value(span_type.as_str()));
-        for (key, json) in self.attributes {
-            attributes.insert(key.into_owned(), JsonText::from_raw(json.into_owned()));
+        let mut attributes = Attributes::with_capacity(self.static_attributes.len() + extras.len() + 6);
+        attributes.insert(keys::TRACE_REQUEST_ID.into(), request_id_json.clone());
+        attributes.insert(keys::SPAN_TYPE.into(), JsonText::from_raw(format!("\"{}\"", self.span_type)));
+        for (key, json) in self.static_attributes {
+            attributes.insert((*key).to_owned(), JsonText::from_raw(*json));
+        }
+        let mut events = Vec::new();
+        let mut status_message = String::new();
+        for extra in extras {
+            match extra {
+                Extra::Attribute(key, json) => {
+                    attributes.insert(key.into_owned(), JsonText::from_raw(json.into_owned(arena)));
+                }
+                Extra::Event(event) => events.push(event),
+                Extra::StatusMessage(message) => status_message = message,
+            }
         }
         if let Some(function_name) = self.function_name {
             attributes.insert(keys::SPAN_FUNCTION_NAME.into(), JsonText::from_str_value(function_name));
         }
         if let Some(inputs) = self.inputs {
-            attributes.insert(keys::SPAN_INPUTS.into(), JsonText::from_raw(String::from(inputs)));
+            attributes.insert(keys::SPAN_INPUTS.into(), JsonText::from_raw(inputs.into_owned(arena)));
         }
         if let Some(outputs) = self.outputs {
-            attributes.insert(keys::SPAN_OUTPUTS.into(), JsonText::from_raw(String::from(outputs)));
+            attributes.insert(keys::SPAN_OUTPUTS.into(), JsonText::from_raw(outputs.into_owned(arena)));
         }
         if !attributes.contains_key(keys::SPAN_LOG_LEVEL) {
             let level = span_type.default_log_level(self.status_code);
@@ -116,15 +173,27 @@ impl SpanData {
             name: self.name.into_owned(),
             start_time_unix_nano: self.start_ns,
             end_time_unix_nano: (self.end_ns != 0).then_some(self.end_ns),
-            status: SpanStatus {
-                code: self.status_code,
-                message: self.status_message.map(String::from).unwrap_or_default(),
-            },
+            status: SpanStatus { code: self.status_code, message: status_message },
             attributes,
-            events: self.events,
+            events,
             links: Vec::new(),
         }
     }
+}
+
+/// The attribute `key` among a span's static attributes and extras (the last one set wins).
+pub(crate) fn find_attribute<'a>(
+    data: &'a SpanData,
+    extras: impl DoubleEndedIterator<Item = &'a Extra>,
+    key: &str,
+    arena: &[u8],
+) -> Option<String> {
+    let dynamic = extras
+        .rev().find_map(|extra| match extra {
+        Extra::Attribute(existing, json) if existing == key => Some(json.to_string_in(arena)),
+        _ => None,
+    });
+    dynamic.or_else(|| data.static_attributes.iter().find(|(existing, _)| *existing == key).map(|(_, json)| (*json).to_owned()))
 }
 
 #[cfg(test)]
@@ -134,22 +203,29 @@ mod tests {
     #[test]
     fn span_data_stays_small() {
         // The per-span memory target is 300 bytes before payloads; keep the fixed part well under it.
-        assert!(std::mem::size_of::<SpanData>() <= 224, "{}", std::mem::size_of::<SpanData>());
+        assert!(std::mem::size_of::<SpanData>() <= 176, "{}", std::mem::size_of::<SpanData>());
     }
 
     #[test]
     fn conversion_writes_reserved_attributes_as_json_text() {
         let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into());
         data.function_name = Some("run_agent");
-        data.apply(SpanMutation::Inputs(r#"{"q":"hi"}"#.into()));
-        data.apply(SpanMutation::Attribute("model".into(), "\"gpt\"".into()));
-        data.apply(SpanMutation::Attribute("model".into(), "\"gpt-4o\"".into()));
+        data.static_attributes = &[("team", "\"rust\"")];
+        assert!(data.apply(SpanMutation::Inputs(PayloadText::Owned(r#"{"q":"hi"}"#.into()))).is_none());
+        let extras: Vec<_> = [
+            SpanMutation::Attribute("model".into(), PayloadText::Static("\"gpt\"")),
+            SpanMutation::Attribute("model".into(), PayloadText::Owned("\"gpt-4o\"".into())),
+        ]
+        .into_iter()
+        .filter_map(|mutation| data.apply(mutation))
+        .collect();
         data.end_at(data.start_ns + 10);
-        let span = data.into_span(TraceId([2; 16]));
+        let trace_id = TraceId([2; 16]);
+        let span = data.into_span(trace_id, &JsonText::from_str_value(&trace_id.to_mlflow()), &[], extras);
         let keys: Vec<_> = span.attributes.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            [keys::TRACE_REQUEST_ID, keys::SPAN_TYPE, "model", keys::SPAN_FUNCTION_NAME, keys::SPAN_INPUTS, keys::SPAN_LOG_LEVEL]
+            [keys::TRACE_REQUEST_ID, keys::SPAN_TYPE, "team", "model", keys::SPAN_FUNCTION_NAME, keys::SPAN_INPUTS, keys::SPAN_LOG_LEVEL]
         );
         assert_eq!(span.attributes["model"].as_str(), "\"gpt-4o\"");
         assert_eq!(span.attributes[keys::SPAN_TYPE].as_str(), "\"AGENT\"");

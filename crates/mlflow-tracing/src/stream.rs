@@ -14,6 +14,7 @@ use mlflow_tracing_core::{SpanEvent, keys};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::arena::PayloadText;
 use crate::fluent::SpanBuilder;
 use crate::live::LiveSpan;
 use crate::span_data::SpanMutation;
@@ -53,7 +54,7 @@ impl Chunks {
         }
         self.ended = true;
         self.outputs.push(']');
-        self.span.mutate(SpanMutation::Outputs(std::mem::take(&mut self.outputs)));
+        self.span.mutate(SpanMutation::Outputs(PayloadText::Owned(std::mem::take(&mut self.outputs))));
         self.span.end();
     }
 

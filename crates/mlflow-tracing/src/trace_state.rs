@@ -16,7 +16,7 @@ use mlflow_tracing_core::{SpanId, TraceId};
 
 use crate::config;
 use crate::processor;
-use crate::span_data::{SpanData, SpanMutation};
+use crate::span_data::{Extra, SpanData, SpanMutation};
 
 /// What the user set on a trace with `update_current_trace` or the client API.
 #[derive(Debug, Default, Clone)]
@@ -41,6 +41,10 @@ impl TraceUpdates {
 #[derive(Debug, Default)]
 struct TraceBody {
     finished: Vec<SpanData>,
+    /// Payloads of the finished spans that ended on a thread's stack.
+    arena: Vec<u8>,
+    /// Attributes, events and status messages of the spans, oldest first.
+    extras: Vec<(SpanId, Extra)>,
     /// Spans ended explicitly (client API, detached and async spans), by id.
     open: HashMap<SpanId, SpanData>,
     /// Changes to spans held by another thread's stack, applied when the trace completes.
@@ -65,6 +69,8 @@ pub(crate) struct FinishedTrace {
     pub(crate) trace_id: TraceId,
     pub(crate) experiment_id: Option<String>,
     pub(crate) spans: Vec<SpanData>,
+    pub(crate) arena: Vec<u8>,
+    pub(crate) extras: Vec<(SpanId, Extra)>,
     pub(crate) updates: TraceUpdates,
     /// Set when the trace was finished by the timeout rather than by its root.
     pub(crate) forced_error: Option<String>,
@@ -88,7 +94,11 @@ impl OpenTrace {
             root_span_id,
             opened_at: Instant::now(),
             completed: AtomicBool::new(false),
-            body: Mutex::new(TraceBody::default()),
+            body: Mutex::new(TraceBody {
+                finished: crate::pool::span_list(),
+                arena: crate::pool::arena(),
+                ..TraceBody::default()
+            }),
         });
         lock(&REGISTRY).insert(trace_id, Arc::clone(&trace));
         processor::ensure_started();
@@ -104,17 +114,40 @@ impl OpenTrace {
         self.completed.load(Ordering::Acquire)
     }
 
-    /// Records an ended span; ending the root completes the trace.
-    pub(crate) fn finish_span(self: &Arc<Self>, data: SpanData) {
+    /// Records a span that ended on this thread's stack, taking it from its frame; ending the root
+    /// completes the trace.
+    pub(crate) fn finish_span_from(&self, slot: &mut Option<SpanData>, extras: Vec<(SpanId, Extra)>) {
+        let Some(data) = slot.as_mut() else {
+            return;
+        };
         let is_root = data.span_id == self.root_span_id;
         let mut body = lock(&self.body);
         if self.is_completed() {
             drop(body);
-            count_late_span(&data);
+            if let Some(data) = slot.take() {
+                count_late_span(&data);
+            }
             return;
         }
         if body.finished.len() < config::max_spans_per_trace() {
-            body.finished.push(data);
+            let TraceBody { arena, finished, extras: trace_extras, .. } = &mut *body;
+            let mut extras = extras;
+            let moved = crate::arena::with_scratch(|scratch| {
+                data.move_payloads_to_trace(Some(scratch), arena);
+                for (_, extra) in &mut extras {
+                    extra.move_payload_to_trace(Some(scratch), arena);
+                }
+            });
+            if moved.is_none() {
+                data.move_payloads_to_trace(None, arena);
+                for (_, extra) in &mut extras {
+                    extra.move_payload_to_trace(None, arena);
+                }
+            }
+            trace_extras.extend(extras);
+            if let Some(data) = slot.take() {
+                finished.push(data);
+            }
         } else {
             LATE_SPANS.fetch_add(1, Ordering::Relaxed);
         }
@@ -133,14 +166,19 @@ impl OpenTrace {
         true
     }
 
-    /// Removes an explicitly ended span and records it as finished.
-    pub(crate) fn end_open(self: &Arc<Self>, span_id: SpanId, end: impl FnOnce(&mut SpanData)) -> Result<(), EndError> {
+    /// Removes an explicitly ended span and records it as finished; `end` returns extras to add.
+    pub(crate) fn end_open(
+        self: &Arc<Self>,
+        span_id: SpanId,
+        end: impl FnOnce(&mut SpanData) -> Vec<Extra>,
+    ) -> Result<(), EndError> {
         let mut body = lock(&self.body);
         let Some(mut data) = body.open.remove(&span_id) else {
             let already_ended = body.finished.iter().any(|span| span.span_id == span_id);
             return Err(if already_ended { EndError::AlreadyEnded } else { EndError::NotFound });
         };
-        end(&mut data);
+        let extras = end(&mut data);
+        body.extras.extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
         let is_root = span_id == self.root_span_id;
         body.finished.push(data);
         if is_root {
@@ -155,22 +193,27 @@ impl OpenTrace {
         if self.is_completed() {
             return;
         }
-        if let Some(data) = body.open.get_mut(&span_id) {
-            data.apply(mutation);
-        } else if let Some(data) = body.finished.iter_mut().rev().find(|span| span.span_id == span_id) {
-            data.apply(mutation);
-        } else {
-            body.pending.push((span_id, mutation));
+        let mutation = mutation.detach();
+        let TraceBody { open, finished, pending, extras, .. } = &mut *body;
+        let data = open.get_mut(&span_id).or_else(|| finished.iter_mut().rev().find(|span| span.span_id == span_id));
+        match data {
+            Some(data) => extras.extend(data.apply(mutation).map(|extra| (span_id, extra))),
+            None => pending.push((span_id, mutation)),
         }
     }
 
-    /// Reads a span held in the trace (open or finished).
-    pub(crate) fn read_span<R>(&self, span_id: SpanId, read: impl FnOnce(&SpanData) -> R) -> Option<R> {
+    /// Reads a span held in the trace (open or finished), with the arena its payloads may be in and the
+    /// trace's extras.
+    pub(crate) fn read_span<R>(
+        &self,
+        span_id: SpanId,
+        read: impl FnOnce(&SpanData, &[u8], &[(SpanId, Extra)]) -> R,
+    ) -> Option<R> {
         let body = lock(&self.body);
         body.open
             .get(&span_id)
             .or_else(|| body.finished.iter().find(|span| span.span_id == span_id))
-            .map(read)
+            .map(|data| read(data, &body.arena, &body.extras))
     }
 
     pub(crate) fn update(&self, updates: TraceUpdates) {
@@ -184,10 +227,13 @@ impl OpenTrace {
         spans.extend(std::mem::take(&mut body.open).into_values());
         for (span_id, mutation) in std::mem::take(&mut body.pending) {
             if let Some(data) = spans.iter_mut().find(|span| span.span_id == span_id) {
-                data.apply(mutation);
+                let extra = data.apply(mutation);
+                body.extras.extend(extra.map(|extra| (span_id, extra)));
             }
         }
         let updates = std::mem::take(&mut body.updates);
+        let arena = std::mem::take(&mut body.arena);
+        let extras = std::mem::take(&mut body.extras);
         drop(body);
         lock(&REGISTRY).remove(&self.trace_id);
         crate::fluent::note_last_trace(self.trace_id);
@@ -195,6 +241,8 @@ impl OpenTrace {
             trace_id: self.trace_id,
             experiment_id: self.experiment_id.clone(),
             spans,
+            arena,
+            extras,
             updates,
             forced_error,
         });

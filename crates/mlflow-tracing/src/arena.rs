@@ -1,0 +1,154 @@
+//! Where payload JSON lives, so that recording a span allocates nothing in the steady state.
+//!
+//! ```text
+//!  set_inputs / #[trace] args ──▶ thread scratch (one String per thread, stack-like)
+//!                                   │ span ends: its bytes are copied under the trace lock
+//!                                   ▼
+//!                                 trace arena (one String per trace) ──▶ export thread builds JSON texts
+//! ```
+//!
+//! While a span is open its payloads are ranges in the thread's scratch buffer; a span ending at the top
+//! of the stack truncates the scratch back to where it started. When the span ends they are copied into its
+//! trace's arena, which the export thread reads and frees in one piece: no small allocation crosses threads.
+//! Payloads of spans not held on a thread's stack (client API, detached spans) are plain `String`s.
+
+use std::cell::Cell;
+use std::ops::Range;
+
+/// The scratch buffer is kept at most this large between traces.
+const MAX_IDLE_SCRATCH_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    /// `None` while a payload is being written into it (a nested write then uses its own buffer).
+    static SCRATCH: Cell<Option<Vec<u8>>> = const { Cell::new(Some(Vec::new())) };
+}
+
+/// A payload's JSON text, wherever it is.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadText {
+    Owned(String),
+    Static(&'static str),
+    /// A range of this thread's scratch buffer.
+    Thread(u32, u32),
+    /// A range of the trace's arena.
+    Trace(u32, u32),
+}
+
+fn range(start: u32, end: u32) -> Range<usize> {
+    start as usize..end as usize
+}
+
+/// The text of a range; payload bytes are always written whole from UTF-8 text.
+fn text_of(buffer: &[u8], start: u32, end: u32) -> &str {
+    buffer.get(range(start, end)).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or("null")
+}
+
+impl PayloadText {
+    /// An owned copy of the text; a range of the scratch is released when it ends the buffer.
+    pub(crate) fn into_owned(self, trace_arena: &[u8]) -> String {
+        match self {
+            PayloadText::Owned(text) => text,
+            PayloadText::Static(text) => text.to_owned(),
+            PayloadText::Trace(start, end) => text_of(trace_arena, start, end).to_owned(),
+            PayloadText::Thread(start, end) => with_scratch(|scratch| {
+                let text = text_of(scratch, start, end).to_owned();
+                if end as usize == scratch.len() {
+                    scratch.truncate(start as usize);
+                }
+                text
+            })
+            .unwrap_or_else(|| "null".to_owned()),
+        }
+    }
+
+    /// A copy of the text, leaving the payload in place.
+    pub(crate) fn to_string_in(&self, trace_arena: &[u8]) -> String {
+        match self {
+            PayloadText::Owned(text) => text.clone(),
+            PayloadText::Static(text) => (*text).to_owned(),
+            PayloadText::Trace(start, end) => text_of(trace_arena, *start, *end).to_owned(),
+            PayloadText::Thread(start, end) => {
+                with_scratch(|scratch| text_of(scratch, *start, *end).to_owned()).unwrap_or_else(|| "null".to_owned())
+            }
+        }
+    }
+
+    /// Makes a scratch range a string of its own, for a span that leaves this thread's stack.
+    pub(crate) fn detach(self) -> PayloadText {
+        match self {
+            PayloadText::Thread(..) => PayloadText::Owned(self.into_owned(&[])),
+            other => other,
+        }
+    }
+
+    /// Moves a scratch range into the trace arena; other payloads are unchanged.
+    #[inline]
+    pub(crate) fn move_to_trace(&mut self, scratch: Option<&[u8]>, trace_arena: &mut Vec<u8>) {
+        let PayloadText::Thread(start, end) = *self else {
+            return;
+        };
+        let bytes = scratch.and_then(|scratch| scratch.get(range(start, end))).unwrap_or(b"null");
+        let trace_start = trace_arena.len();
+        trace_arena.extend_from_slice(bytes);
+        *self = match (u32::try_from(trace_start), u32::try_from(trace_arena.len())) {
+            (Ok(start), Ok(end)) => PayloadText::Trace(start, end),
+            _ => PayloadText::Owned(String::from_utf8_lossy(bytes).into_owned()),
+        };
+    }
+}
+
+impl From<String> for PayloadText {
+    fn from(text: String) -> Self {
+        PayloadText::Owned(text)
+    }
+}
+
+/// Takes the scratch buffer for writing; `None` when it is taken already.
+#[inline]
+pub(crate) fn take_scratch() -> Option<Vec<u8>> {
+    SCRATCH.try_with(Cell::take).ok().flatten()
+}
+
+/// Gives the scratch buffer back.
+#[inline]
+pub(crate) fn return_scratch(scratch: Vec<u8>) {
+    let _ = SCRATCH.try_with(|cell| cell.set(Some(scratch)));
+}
+
+/// Runs `work` on the scratch buffer; `None` when it is taken.
+#[inline]
+pub(crate) fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+    let mut scratch = take_scratch()?;
+    let result = work(&mut scratch);
+    return_scratch(scratch);
+    Some(result)
+}
+
+/// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is taken.
+#[inline]
+pub(crate) fn scratch_mark() -> u32 {
+    with_scratch(|scratch| u32::try_from(scratch.len()).unwrap_or(u32::MAX)).unwrap_or(u32::MAX)
+}
+
+/// Releases the scratch from `mark` on; with `mark == 0` (the stack is empty) also gives back a buffer that
+/// grew large for one big payload.
+pub(crate) fn release_scratch(mark: u32) {
+    let _ = with_scratch(|scratch| {
+        if (mark as usize) < scratch.len() {
+            scratch.truncate(mark as usize);
+        }
+        if mark == 0 && scratch.capacity() > MAX_IDLE_SCRATCH_CAPACITY {
+            *scratch = Vec::new();
+        }
+    });
+}
+
+/// A range of the scratch buffer as a payload.
+#[inline]
+pub(crate) fn thread_payload(start: usize, end: usize) -> PayloadText {
+    match (u32::try_from(start), u32::try_from(end)) {
+        (Ok(start), Ok(end)) => PayloadText::Thread(start, end),
+        _ => PayloadText::Owned("null".to_owned()),
+    }
+}
