@@ -249,7 +249,7 @@ pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStr
         let outputs = if unit {
             quote!()
         } else {
-            record_result(&guard, &result, quote!(__set_outputs_json), quote!(__record_error))
+            record_result(&guard, &result, quote!(__end_with_outputs), quote!(__record_error))
         };
         let annotation = nameable_return_type(&sig.output).map(|ty| quote!(-> #ty));
         quote! {

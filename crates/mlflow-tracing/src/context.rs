@@ -54,9 +54,10 @@ pub(crate) fn with_extras<R>(work: impl FnOnce(&mut Vec<(SpanId, Extra)>) -> R) 
 
 /// Takes the extras of `span_id` off this thread's list, oldest first. With `from_mark` (the span is the
 /// top of the stack) they are all the entries from its mark on.
+#[inline]
 pub(crate) fn take_extras(span_id: SpanId, mark: u32, from_mark: bool) -> Vec<(SpanId, Extra)> {
     with_extras(|extras| {
-        if extras.is_empty() {
+        if extras.is_empty() || (from_mark && mark as usize >= extras.len()) {
             return Vec::new();
         }
         if from_mark && (mark as usize) <= extras.len() {

@@ -373,6 +373,11 @@ impl SpanGuard {
     /// Ends the span now.
     pub fn end(self) {}
 
+    pub(crate) fn end_with_outputs(mut self, json: PayloadText) {
+        self.finish(Some(json));
+        self.state = GuardState::Inactive;
+    }
+
     pub(crate) fn set_outputs_if_unset(&self, json: PayloadText) {
         if !self.is_recording() {
             return;
@@ -406,40 +411,48 @@ impl Drop for SpanGuard {
             GuardState::Unsampled => {
                 pop_frame(self.span_id);
             }
-            GuardState::Recording => {
-                let end_ns = crate::clock::now_ns();
-                let panicking = std::thread::panicking();
-                let span_id = self.span_id;
-                // Everything happens inside one borrow of the stack, on the frame in place: moving a span
-                // out through several layers costs a copy per layer.
-                let _ = with_stack(|stack| {
-                    let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
-                    let is_top = position + 1 == stack.len();
-                    let frame = &mut stack[position];
-                    let arena_mark = frame.arena_mark;
-                    if let (Some(trace), Some(data)) = (frame.trace.as_ref(), frame.data.as_mut()) {
-                        if panicking && data.status_code != SpanStatusCode::Error {
-                            let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
-                            for mutation in crate::exception::error_mutations(parts) {
-                                if let Some(extra) = data.apply(mutation) {
-                                    with_extras(|extras| extras.push((span_id, extra)));
-                                }
-                            }
-                        }
-                        data.end_at(end_ns);
-                        let extras = take_extras(span_id, frame.extras_mark, is_top);
-                        trace.finish_span_from(&mut frame.data, extras);
-                    }
-                    if is_top {
-                        stack.truncate(position);
-                        arena::release_scratch(if stack.is_empty() { 0 } else { arena_mark });
-                    } else {
-                        stack.remove(position);
-                    }
-                    Some(())
-                });
-            }
+            GuardState::Recording => self.finish(None),
         }
+    }
+}
+
+impl SpanGuard {
+    /// Ends a recording span, with outputs when they were not set already.
+    fn finish(&mut self, outputs: Option<PayloadText>) {
+        let end_ns = crate::clock::now_ns();
+        let panicking = std::thread::panicking();
+        let span_id = self.span_id;
+        // Everything happens inside one borrow of the stack, on the frame in place: moving a span out
+        // through several layers costs a copy per layer.
+        let _ = with_stack(|stack| {
+            let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
+            let is_top = position + 1 == stack.len();
+            let frame = &mut stack[position];
+            let arena_mark = frame.arena_mark;
+            if let (Some(trace), Some(data)) = (frame.trace.as_ref(), frame.data.as_mut()) {
+                if data.outputs.is_none() {
+                    data.outputs = outputs;
+                }
+                if panicking && data.status_code != SpanStatusCode::Error {
+                    let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
+                    for mutation in crate::exception::error_mutations(parts) {
+                        if let Some(extra) = data.apply(mutation) {
+                            with_extras(|extras| extras.push((span_id, extra)));
+                        }
+                    }
+                }
+                data.end_at(end_ns);
+                let extras = take_extras(span_id, frame.extras_mark, is_top);
+                trace.finish_span_from(&mut frame.data, extras);
+            }
+            if is_top {
+                stack.truncate(position);
+                arena::release_scratch(if stack.is_empty() { 0 } else { arena_mark });
+            } else {
+                stack.remove(position);
+            }
+            Some(())
+        });
     }
 }
 

@@ -144,7 +144,9 @@ impl OpenTrace {
                     extra.move_payload_to_trace(None, arena);
                 }
             }
-            trace_extras.extend(extras);
+            if !extras.is_empty() {
+                trace_extras.extend(extras);
+            }
             if let Some(data) = slot.take() {
                 finished.push(data);
             }
