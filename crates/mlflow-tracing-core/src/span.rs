@@ -141,7 +141,10 @@ impl SpanType {
 
     /// The name of one of MLflow's constants; `None` for a custom type.
     pub fn as_static_str(&self) -> Option<&'static str> {
-        Self::NAMED.iter().find(|(candidate, _)| candidate == self).map(|(_, name)| *name)
+        Self::NAMED
+            .iter()
+            .find(|(candidate, _)| candidate == self)
+            .map(|(_, name)| *name)
     }
 
     /// Reads a type name; names MLflow does not define become [`SpanType::Custom`].

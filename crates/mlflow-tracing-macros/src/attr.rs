@@ -42,7 +42,10 @@ impl Parse for TraceArgs {
             let keyword: Ident = input.parse()?;
             let keyword_text = keyword.to_string();
             if !seen.insert(keyword_text.clone()) {
-                return Err(syn::Error::new(keyword.span(), format!("duplicate `{keyword_text}` argument")));
+                return Err(syn::Error::new(
+                    keyword.span(),
+                    format!("duplicate `{keyword_text}` argument"),
+                ));
             }
             match keyword_text.as_str() {
                 "name" => args.name = Some(parse_string_value(input, &keyword)?),
@@ -51,7 +54,9 @@ impl Parse for TraceArgs {
                 "skip" => {
                     let content;
                     parenthesized!(content in input);
-                    args.skip = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?.into_iter().collect();
+                    args.skip = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+                        .into_iter()
+                        .collect();
                 }
                 "skip_all" => args.skip_all = true,
                 _ => {
@@ -75,11 +80,14 @@ impl Parse for TraceArgs {
 
 fn parse_string_value(input: ParseStream<'_>, keyword: &Ident) -> syn::Result<LitStr> {
     input.parse::<Token![=]>()?;
-    let value: LitStr = input
-        .parse()
-        .map_err(|error| syn::Error::new(error.span(), format!("`{keyword}` takes a string literal")))?;
+    let value: LitStr = input.parse().map_err(|error| {
+        syn::Error::new(error.span(), format!("`{keyword}` takes a string literal"))
+    })?;
     if value.value().trim().is_empty() {
-        return Err(syn::Error::new(value.span(), format!("`{keyword}` must not be empty")));
+        return Err(syn::Error::new(
+            value.span(),
+            format!("`{keyword}` must not be empty"),
+        ));
     }
     Ok(value)
 }
@@ -94,14 +102,24 @@ fn parse_attributes(input: ParseStream<'_>) -> syn::Result<Vec<AttributeArg>> {
             (literal.value(), literal.span())
         } else {
             let ident: Ident = content.parse()?;
-            (ident.to_string().trim_start_matches("r#").to_owned(), ident.span())
+            (
+                ident.to_string().trim_start_matches("r#").to_owned(),
+                ident.span(),
+            )
         };
         if attributes.iter().any(|existing| existing.key == key) {
-            return Err(syn::Error::new(key_span, format!("duplicate attribute key `{key}`")));
+            return Err(syn::Error::new(
+                key_span,
+                format!("duplicate attribute key `{key}`"),
+            ));
         }
         content.parse::<Token![=]>()?;
         let value: Expr = content.parse()?;
-        attributes.push(AttributeArg { key, key_span, value });
+        attributes.push(AttributeArg {
+            key,
+            key_span,
+            value,
+        });
         if content.is_empty() {
             break;
         }

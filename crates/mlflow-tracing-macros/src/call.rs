@@ -42,37 +42,81 @@ impl Parse for TraceCall {
                 }
             };
             if slot.replace(value).is_some() {
-                return Err(syn::Error::new(keyword.span(), format!("duplicate `{keyword}` argument")));
+                return Err(syn::Error::new(
+                    keyword.span(),
+                    format!("duplicate `{keyword}` argument"),
+                ));
             }
             input.parse::<Token![,]>()?;
         }
         let call: Expr = input.parse()?;
-        Ok(TraceCall { name, span_type, call })
+        Ok(TraceCall {
+            name,
+            span_type,
+            call,
+        })
     }
 }
 
-/// The callee's name and arguments, and how to rebuild the call from bound argument variables.
-struct CallParts<'a> {
-    callee: String,
-    arguments: &'a Punctuated<Expr, Token![,]>,
-    rebuild: Box<dyn Fn(&[Ident]) -> TokenStream + 'a>,
+/// A call taken apart: what is called, and its arguments.
+enum CallParts<'a> {
+    Function {
+        func: &'a Expr,
+        arguments: &'a Punctuated<Expr, Token![,]>,
+    },
+    Method {
+        call: &'a ExprMethodCall,
+    },
+}
+
+impl CallParts<'_> {
+    /// The span name: the function's or the method's name.
+    fn callee(&self) -> String {
+        match self {
+            CallParts::Function {
+                func: Expr::Path(path),
+                ..
+            } => path
+                .path
+                .segments
+                .last()
+                .map_or_else(|| "call".to_owned(), |segment| segment.ident.to_string()),
+            CallParts::Function { .. } => "call".to_owned(),
+            CallParts::Method { call } => call.method.to_string(),
+        }
+    }
+
+    fn arguments(&self) -> &Punctuated<Expr, Token![,]> {
+        match self {
+            CallParts::Function { arguments, .. } => arguments,
+            CallParts::Method { call } => &call.args,
+        }
+    }
+
+    /// The same call with the arguments replaced by the variables they were bound to.
+    fn rebuild(&self, bound: &[Ident]) -> TokenStream {
+        match self {
+            CallParts::Function { func, .. } => quote!(#func(#(#bound),*)),
+            CallParts::Method { call } => {
+                let ExprMethodCall {
+                    receiver,
+                    method,
+                    turbofish,
+                    ..
+                } = call;
+                quote!(#receiver.#method #turbofish(#(#bound),*))
+            }
+        }
+    }
 }
 
 fn call_parts(expr: &Expr) -> syn::Result<CallParts<'_>> {
     match expr {
-        Expr::Call(ExprCall { func, args, .. }) => {
-            let callee = match &**func {
-                Expr::Path(path) => path.path.segments.last().map(|segment| segment.ident.to_string()),
-                _ => None,
-            }
-            .unwrap_or_else(|| "call".to_owned());
-            Ok(CallParts { callee, arguments: args, rebuild: Box::new(move |bound| quote!(#func(#(#bound),*))) })
-        }
-        Expr::MethodCall(ExprMethodCall { receiver, method, turbofish, args, .. }) => Ok(CallParts {
-            callee: method.to_string(),
+        Expr::Call(ExprCall { func, args, .. }) => Ok(CallParts::Function {
+            func,
             arguments: args,
-            rebuild: Box::new(move |bound| quote!(#receiver.#method #turbofish(#(#bound),*))),
         }),
+        Expr::MethodCall(call) => Ok(CallParts::Method { call }),
         other => Err(syn::Error::new_spanned(
             other,
             "trace_call! takes a function or method call, like `trace_call!(f(a, b))`, \
@@ -91,7 +135,11 @@ fn argument_key(index: usize, argument: &Expr) -> String {
     if !names_something {
         return format!("arg{index}");
     }
-    argument.to_token_stream().to_string().replace(" . ", ".").replace("& ", "&").replace("mut ", "mut ")
+    argument
+        .to_token_stream()
+        .to_string()
+        .replace(" . ", ".")
+        .replace("& ", "&")
 }
 
 pub(crate) fn expand(trace_call: TraceCall) -> syn::Result<TokenStream> {
@@ -100,26 +148,42 @@ pub(crate) fn expand(trace_call: TraceCall) -> syn::Result<TokenStream> {
         other => (other, false),
     };
     let parts = call_parts(call)?;
-    let span_name = trace_call.name.as_ref().map_or_else(|| parts.callee.clone(), LitStr::value);
-    let span_type = trace_call.span_type.as_ref().map_or_else(|| "UNKNOWN".to_owned(), LitStr::value);
-    let bound: Vec<Ident> = (0..parts.arguments.len()).map(|index| format_ident!("__mlflow_arg{index}")).collect();
-    let values = parts.arguments.iter();
-    let inputs: Vec<(String, TokenStream)> = parts
-        .arguments
+    let callee = parts.callee();
+    let span_name = trace_call
+        .name
+        .as_ref()
+        .map_or_else(|| callee.clone(), LitStr::value);
+    let span_type = trace_call
+        .span_type
+        .as_ref()
+        .map_or_else(|| "UNKNOWN".to_owned(), LitStr::value);
+    let arguments = parts.arguments();
+    let bound: Vec<Ident> = (0..arguments.len())
+        .map(|index| format_ident!("__mlflow_arg{index}"))
+        .collect();
+    let values = arguments.iter();
+    let inputs: Vec<(String, TokenStream)> = arguments
         .iter()
         .enumerate()
         .zip(&bound)
-        .map(|((index, argument), variable)| (argument_key(index, argument), variable.to_token_stream()))
+        .map(|((index, argument), variable)| {
+            (argument_key(index, argument), variable.to_token_stream())
+        })
         .collect();
-    let rebuilt = (parts.rebuild)(&bound);
-    let meta = fn_meta(&span_name, &parts.callee, &span_type, &[]);
+    let rebuilt = parts.rebuild(&bound);
+    let meta = fn_meta(&span_name, &callee, &span_type, &[]);
     let imports = private_imports();
     let guard = format_ident!("__mlflow_guard");
     let result = format_ident!("__mlflow_result");
 
     Ok(if is_async {
         let record = record_inputs(&guard, &inputs, quote!(set_inputs_json));
-        let outputs = record_result(&guard, &result, quote!(set_outputs_json), quote!(record_error));
+        let outputs = record_result(
+            &guard,
+            &result,
+            quote!(set_outputs_json),
+            quote!(record_error),
+        );
         quote! {{
             #imports
             #meta
@@ -137,7 +201,12 @@ pub(crate) fn expand(trace_call: TraceCall) -> syn::Result<TokenStream> {
         }}
     } else {
         let record = record_inputs(&guard, &inputs, quote!(__set_inputs_json));
-        let outputs = record_result(&guard, &result, quote!(__set_outputs_json), quote!(__record_error));
+        let outputs = record_result(
+            &guard,
+            &result,
+            quote!(__set_outputs_json),
+            quote!(__record_error),
+        );
         quote! {{
             #imports
             #meta

@@ -18,10 +18,13 @@
 //! every poll, so nesting survives `.await` and moves between threads. The original body is spliced as
 //! tokens, never re-parsed, so a syntax error in it is reported by the compiler as the user wrote it.
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Expr, ExprLit, ExprUnary, FnArg, Ident, Lit, Pat, ReturnType, Signature, Type, UnOp, Visibility};
+use syn::{
+    Attribute, Expr, ExprLit, ExprUnary, FnArg, Ident, Lit, Pat, ReturnType, Signature, Type, UnOp,
+    Visibility,
+};
 
 use crate::attr::{AttributeArg, TraceArgs};
 
@@ -40,12 +43,20 @@ impl Parse for MaybeItemFn {
         let sig: Signature = input.parse()?;
         let body: Group = input.parse()?;
         if body.delimiter() != Delimiter::Brace {
-            return Err(syn::Error::new(body.span(), "#[trace] goes on a function with a body"));
+            return Err(syn::Error::new(
+                body.span(),
+                "#[trace] goes on a function with a body",
+            ));
         }
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the function body"));
         }
-        Ok(MaybeItemFn { attrs, vis, sig, body })
+        Ok(MaybeItemFn {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
     }
 }
 
@@ -87,7 +98,9 @@ pub(crate) fn json_string(text: &str) -> String {
             '\n' => quoted.push_str("\\n"),
             '\r' => quoted.push_str("\\r"),
             '\t' => quoted.push_str("\\t"),
-            control if (control as u32) < 0x20 => quoted.push_str(&format!("\\u{:04x}", control as u32)),
+            control if (control as u32) < 0x20 => {
+                quoted.push_str(&format!("\\u{:04x}", control as u32))
+            }
             other => quoted.push(other),
         }
     }
@@ -100,14 +113,25 @@ fn literal_json(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Lit(ExprLit { lit, .. }) => match lit {
             Lit::Str(text) => Some(json_string(&text.value())),
-            Lit::Int(integer) => integer.base10_parse::<i128>().ok().map(|value| value.to_string()),
-            Lit::Float(float) => float.base10_parse::<f64>().ok().filter(|value| value.is_finite()).map(|value| format!("{value}")),
+            Lit::Int(integer) => integer
+                .base10_parse::<i128>()
+                .ok()
+                .map(|value| value.to_string()),
+            Lit::Float(float) => float
+                .base10_parse::<f64>()
+                .ok()
+                .filter(|value| value.is_finite())
+                .map(|value| format!("{value}")),
             Lit::Bool(flag) => Some(flag.value.to_string()),
             _ => None,
         },
-        Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr, .. }) => {
-            literal_json(expr).filter(|json| json.starts_with(|c: char| c.is_ascii_digit())).map(|json| format!("-{json}"))
-        }
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => literal_json(expr)
+            .filter(|json| json.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|json| format!("-{json}")),
         Expr::Group(group) => literal_json(&group.expr),
         Expr::Paren(paren) => literal_json(&paren.expr),
         _ => None,
@@ -115,7 +139,11 @@ fn literal_json(expr: &Expr) -> Option<String> {
 }
 
 /// Statements recording `(key, value expression)` pairs as the inputs object through `guard`.
-pub(crate) fn record_inputs(guard: &Ident, inputs: &[(String, TokenStream)], setter: TokenStream) -> TokenStream {
+pub(crate) fn record_inputs(
+    guard: &Ident,
+    inputs: &[(String, TokenStream)],
+    setter: TokenStream,
+) -> TokenStream {
     let keys = inputs.iter().map(|(key, _)| quoted_key(key));
     let values = inputs.iter().map(|(_, value)| value);
     quote! {
@@ -131,7 +159,12 @@ pub(crate) fn record_inputs(guard: &Ident, inputs: &[(String, TokenStream)], set
 }
 
 /// Statements recording `result` as outputs, or its error, through `guard`.
-pub(crate) fn record_result(guard: &Ident, result: &Ident, outputs_setter: TokenStream, error_setter: TokenStream) -> TokenStream {
+pub(crate) fn record_result(
+    guard: &Ident,
+    result: &Ident,
+    outputs_setter: TokenStream,
+    error_setter: TokenStream,
+) -> TokenStream {
     quote! {
         match (&&&&::mlflow_tracing::__private::ErrProbe(&#result)).__error_parts() {
             ::core::option::Option::Some(__mlflow_error) => #guard.#error_setter(__mlflow_error),
@@ -145,7 +178,12 @@ pub(crate) fn record_result(guard: &Ident, result: &Ident, outputs_setter: Token
 }
 
 /// The static description of a span.
-pub(crate) fn fn_meta(name: &str, function_name: &str, span_type: &str, static_attributes: &[(String, String)]) -> TokenStream {
+pub(crate) fn fn_meta(
+    name: &str,
+    function_name: &str,
+    span_type: &str,
+    static_attributes: &[(String, String)],
+) -> TokenStream {
     let attribute_keys = static_attributes.iter().map(|(key, _)| key);
     let attribute_values = static_attributes.iter().map(|(_, json)| json);
     quote! {
@@ -182,10 +220,21 @@ fn nameable_return_type(output: &ReturnType) -> Option<&Type> {
 }
 
 pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStream> {
-    let MaybeItemFn { attrs, vis, sig, body } = item;
+    let MaybeItemFn {
+        attrs,
+        vis,
+        sig,
+        body,
+    } = item;
     let function_name = sig.ident.to_string().trim_start_matches("r#").to_owned();
-    let span_name = args.name.as_ref().map_or_else(|| function_name.clone(), |name| name.value());
-    let span_type = args.span_type.as_ref().map_or_else(|| "UNKNOWN".to_owned(), |span_type| span_type.value());
+    let span_name = args
+        .name
+        .as_ref()
+        .map_or_else(|| function_name.clone(), |name| name.value());
+    let span_type = args
+        .span_type
+        .as_ref()
+        .map_or_else(|| "UNKNOWN".to_owned(), |span_type| span_type.value());
 
     let parameters: Vec<&Ident> = sig
         .inputs
@@ -199,17 +248,26 @@ pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStr
         })
         .collect();
     for skipped in &args.skip {
-        if !parameters.iter().any(|parameter| *parameter == skipped) {
+        if !parameters.contains(&skipped) {
             return Err(syn::Error::new(
                 skipped.span(),
-                format!("`{skipped}` is not a parameter of `{function_name}`; `skip` takes parameter names"),
+                format!(
+                    "`{skipped}` is not a parameter of `{function_name}`; `skip` takes parameter names"
+                ),
             ));
         }
     }
     let recorded: Vec<(String, TokenStream)> = parameters
         .iter()
-        .filter(|parameter| !args.skip_all && !args.skip.iter().any(|skipped| skipped == **parameter))
-        .map(|parameter| (parameter.to_string().trim_start_matches("r#").to_owned(), parameter.to_token_stream()))
+        .filter(|parameter| {
+            !args.skip_all && !args.skip.iter().any(|skipped| skipped == **parameter)
+        })
+        .map(|parameter| {
+            (
+                parameter.to_string().trim_start_matches("r#").to_owned(),
+                parameter.to_token_stream(),
+            )
+        })
         .collect();
 
     let (static_attributes, runtime_attributes) = split_attributes(&args.attributes);
@@ -221,11 +279,17 @@ pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStr
 
     let body_tokens = if sig.asyncness.is_some() {
         let inputs = record_inputs(&guard, &recorded, quote!(set_inputs_json));
-        let attributes = runtime_attribute_statements(&guard, &runtime_attributes, quote!(set_attribute_json));
+        let attributes =
+            runtime_attribute_statements(&guard, &runtime_attributes, quote!(set_attribute_json));
         let outputs = if unit {
             quote!()
         } else {
-            record_result(&guard, &result, quote!(set_outputs_json), quote!(record_error))
+            record_result(
+                &guard,
+                &result,
+                quote!(set_outputs_json),
+                quote!(record_error),
+            )
         };
         let annotation = nameable_return_type(&sig.output).map(|ty| quote!(: #ty));
         quote! {
@@ -245,11 +309,17 @@ pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStr
         }
     } else {
         let inputs = record_inputs(&guard, &recorded, quote!(__set_inputs_json));
-        let attributes = runtime_attribute_statements(&guard, &runtime_attributes, quote!(__set_attribute_json));
+        let attributes =
+            runtime_attribute_statements(&guard, &runtime_attributes, quote!(__set_attribute_json));
         let outputs = if unit {
             quote!()
         } else {
-            record_result(&guard, &result, quote!(__end_with_outputs), quote!(__record_error))
+            record_result(
+                &guard,
+                &result,
+                quote!(__end_with_outputs),
+                quote!(__record_error),
+            )
         };
         let annotation = nameable_return_type(&sig.output).map(|ty| quote!(-> #ty));
         quote! {
@@ -283,21 +353,25 @@ pub(crate) fn expand(args: TraceArgs, item: MaybeItemFn) -> syn::Result<TokenStr
     })
 }
 
-/// Literal attribute values are encoded now; other expressions when the span starts.
-fn split_attributes(attributes: &[AttributeArg]) -> (Vec<(String, String)>, Vec<(String, Span, &Expr)>) {
+/// Literal attribute values are encoded now (key, JSON text); other expressions when the span starts.
+fn split_attributes(attributes: &[AttributeArg]) -> (Vec<(String, String)>, Vec<&AttributeArg>) {
     let mut static_attributes = Vec::new();
     let mut runtime_attributes = Vec::new();
     for attribute in attributes {
         match literal_json(&attribute.value) {
             Some(json) => static_attributes.push((attribute.key.clone(), json)),
-            None => runtime_attributes.push((attribute.key.clone(), attribute.key_span, &attribute.value)),
+            None => runtime_attributes.push(attribute),
         }
     }
     (static_attributes, runtime_attributes)
 }
 
-fn runtime_attribute_statements(guard: &Ident, attributes: &[(String, Span, &Expr)], setter: TokenStream) -> TokenStream {
-    let statements = attributes.iter().map(|(key, span, value)| {
+fn runtime_attribute_statements(
+    guard: &Ident,
+    attributes: &[&AttributeArg],
+    setter: TokenStream,
+) -> TokenStream {
+    let statements = attributes.iter().map(|AttributeArg { key, key_span: span, value }| {
         quote_spanned! {*span=>
             {
                 let mut __mlflow_payload = ::mlflow_tracing::__private::Payload::new();
@@ -308,4 +382,3 @@ fn runtime_attribute_statements(guard: &Ident, attributes: &[(String, Span, &Exp
     });
     quote!(#(#statements)*)
 }
-

@@ -40,7 +40,11 @@ struct ThreeKeys {
     temperature: f64,
 }
 
-const INPUTS: ThreeKeys = ThreeKeys { question: "what is mlflow?", k: 3, temperature: 0.1 };
+const INPUTS: ThreeKeys = ThreeKeys {
+    question: "what is mlflow?",
+    k: 3,
+    temperature: 0.1,
+};
 
 /// Times `iterations` children run by `with_parent(count)`, which opens a parent and runs `count` children.
 fn timed_under_parents(iterations: u64, mut with_parent: impl FnMut(u64)) -> Duration {
@@ -63,18 +67,31 @@ struct Otel {
 impl Otel {
     fn simple() -> Otel {
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-        Otel { tracer: provider.tracer("bench"), exporter, _provider: provider }
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        Otel {
+            tracer: provider.tracer("bench"),
+            exporter,
+            _provider: provider,
+        }
     }
 
     fn batch() -> Otel {
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter.clone()).build();
-        Otel { tracer: provider.tracer("bench"), exporter, _provider: provider }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter.clone())
+            .build();
+        Otel {
+            tracer: provider.tracer("bench"),
+            exporter,
+            _provider: provider,
+        }
     }
 
     fn parent(&self, count: u64, mut child: impl FnMut()) {
-        self.tracer.in_span("parent", |_context| (0..count).for_each(|_| child()));
+        self.tracer
+            .in_span("parent", |_context| (0..count).for_each(|_| child()));
         self.exporter.reset();
     }
 
@@ -84,7 +101,8 @@ impl Otel {
             let span = context.span();
             span.set_attribute(KeyValue::new("mlflow.spanType", "UNKNOWN"));
             span.set_attribute(KeyValue::new("mlflow.spanFunctionName", "add"));
-            let inputs = serde_json::to_string(&serde_json::json!({"a": a, "b": b})).unwrap_or_default();
+            let inputs =
+                serde_json::to_string(&serde_json::json!({"a": a, "b": b})).unwrap_or_default();
             span.set_attribute(KeyValue::new("mlflow.spanInputs", inputs));
             let result = plain_add(a, b);
             span.set_attribute(KeyValue::new("mlflow.spanOutputs", result.to_string()));
@@ -97,9 +115,15 @@ impl Otel {
         let context = Context::current_with_span(span);
         let _attached = context.clone().attach();
         let span = context.span();
-        span.set_attribute(KeyValue::new("mlflow.spanInputs", serde_json::to_string(&INPUTS).unwrap_or_default()));
+        span.set_attribute(KeyValue::new(
+            "mlflow.spanInputs",
+            serde_json::to_string(&INPUTS).unwrap_or_default(),
+        ));
         span.set_attribute(KeyValue::new("retriever", "\"bm25\""));
-        span.set_attribute(KeyValue::new("mlflow.spanOutputs", serde_json::to_string(&INPUTS).unwrap_or_default()));
+        span.set_attribute(KeyValue::new(
+            "mlflow.spanOutputs",
+            serde_json::to_string(&INPUTS).unwrap_or_default(),
+        ));
     }
 }
 
@@ -115,7 +139,10 @@ fn bench_trace_fn(criterion: &mut Criterion) {
             })
         })
     });
-    for (name, otel) in [("otel_simple", Otel::simple()), ("otel_batch", Otel::batch())] {
+    for (name, otel) in [
+        ("otel_simple", Otel::simple()),
+        ("otel_batch", Otel::batch()),
+    ] {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 timed_under_parents(iterations, |count| {
@@ -144,10 +171,15 @@ fn bench_start_span(criterion: &mut Criterion) {
             })
         })
     });
-    for (name, otel) in [("otel_simple", Otel::simple()), ("otel_batch", Otel::batch())] {
+    for (name, otel) in [
+        ("otel_simple", Otel::simple()),
+        ("otel_batch", Otel::batch()),
+    ] {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
-                timed_under_parents(iterations, |count| otel.parent(count, || otel.child_with_payloads()))
+                timed_under_parents(iterations, |count| {
+                    otel.parent(count, || otel.child_with_payloads())
+                })
             })
         });
     }
@@ -157,21 +189,33 @@ fn bench_start_span(criterion: &mut Criterion) {
 fn bench_disabled(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("disabled");
     mlflow_tracing::disable();
-    group.bench_function("mlflow_tracing", |bencher| bencher.iter(|| add(black_box(1), black_box(2))));
-    group.bench_function("plain_fn", |bencher| bencher.iter(|| plain_add(black_box(1), black_box(2))));
+    group.bench_function("mlflow_tracing", |bencher| {
+        bencher.iter(|| add(black_box(1), black_box(2)))
+    });
+    group.bench_function("plain_fn", |bencher| {
+        bencher.iter(|| plain_add(black_box(1), black_box(2)))
+    });
     mlflow_tracing::enable();
     group.finish();
 }
 
 fn estimate_ns(output: &Path, group: &str, function: &str) -> Option<f64> {
-    let path = output.join(group).join(function).join("new").join("estimates.json");
-    let estimates: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let path = output
+        .join(group)
+        .join(function)
+        .join("new")
+        .join("estimates.json");
+    let estimates: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     estimates.pointer("/median/point_estimate")?.as_f64()
 }
 
 fn print_summary(output: &Path) {
     println!("\nSummary (median ns per span; ratio = baseline / mlflow-tracing, higher is better)");
-    println!("{:<18} {:>16} {:>14} {:>14} {:>10} {:>10}", "shape", "mlflow-tracing", "otel simple", "otel batch", "x simple", "x batch");
+    println!(
+        "{:<18} {:>16} {:>14} {:>14} {:>10} {:>10}",
+        "shape", "mlflow-tracing", "otel simple", "otel batch", "x simple", "x batch"
+    );
     for group in ["trace_fn_child", "start_span_child"] {
         let ours = estimate_ns(output, group, "mlflow_tracing");
         let simple = estimate_ns(output, group, "otel_simple");
@@ -184,10 +228,15 @@ fn print_summary(output: &Path) {
             );
         }
     }
-    if let (Some(disabled), Some(plain)) =
-        (estimate_ns(output, "disabled", "mlflow_tracing"), estimate_ns(output, "disabled", "plain_fn"))
-    {
-        println!("{:<18} {disabled:>16.2} (plain fn {plain:.2} ns; added {:.2} ns)", "disabled", disabled - plain);
+    if let (Some(disabled), Some(plain)) = (
+        estimate_ns(output, "disabled", "mlflow_tracing"),
+        estimate_ns(output, "disabled", "plain_fn"),
+    ) {
+        println!(
+            "{:<18} {disabled:>16.2} (plain fn {plain:.2} ns; added {:.2} ns)",
+            "disabled",
+            disabled - plain
+        );
     }
 }
 
@@ -200,7 +249,10 @@ fn output_directory() -> PathBuf {
 
 fn main() {
     // Finished traces are converted and handed to an exporter that drops them; few are kept in process.
-    let _tracing = Config::new().exporter(DiscardingExporter).finished_buffer_size(4).install();
+    let _tracing = Config::new()
+        .exporter(DiscardingExporter)
+        .finished_buffer_size(4)
+        .install();
     let output = output_directory();
     let mut criterion = Criterion::default()
         .output_directory(&output)
@@ -219,7 +271,10 @@ fn main() {
 struct DiscardingExporter;
 
 impl mlflow_tracing::Exporter for DiscardingExporter {
-    fn export(&mut self, batch: &[std::sync::Arc<mlflow_tracing::Trace>]) -> Result<(), mlflow_tracing::ExportError> {
+    fn export(
+        &mut self,
+        batch: &[std::sync::Arc<mlflow_tracing::Trace>],
+    ) -> Result<(), mlflow_tracing::ExportError> {
         black_box(batch.len());
         Ok(())
     }

@@ -16,7 +16,12 @@ fn main() {
     let question = "how are agent steps recorded?";
 
     let root = client
-        .start_trace("qa_request", StartOptions::new().span_type(SpanType::Chain).inputs(&json!({"question": question})))
+        .start_trace(
+            "qa_request",
+            StartOptions::new()
+                .span_type(SpanType::Chain)
+                .inputs(&json!({"question": question})),
+        )
         .expect("no fluent span is active here");
     let trace_id = root.trace_id();
 
@@ -25,18 +30,44 @@ fn main() {
             "similarity_search",
             &trace_id,
             root.span_id(),
-            StartOptions::new().span_type(SpanType::Retriever).inputs(&json!({"query": question, "k": 2})),
+            StartOptions::new()
+                .span_type(SpanType::Retriever)
+                .inputs(&json!({"query": question, "k": 2})),
         )
         .expect("the trace is open");
     let documents = similarity_search(question);
-    client.end_span(&trace_id, search.span_id(), EndOptions::new().outputs(&documents)).expect("the span is open");
+    client
+        .end_span(
+            &trace_id,
+            search.span_id(),
+            EndOptions::new().outputs(&documents),
+        )
+        .expect("the span is open");
 
-    let answer = format!("Each step is a span; {} documents were found.", documents.len());
-    client.end_trace(&trace_id, EndOptions::new().outputs(&json!({"answer": answer}))).expect("the trace is open");
+    let answer = format!(
+        "Each step is a span; {} documents were found.",
+        documents.len()
+    );
+    client
+        .end_trace(
+            &trace_id,
+            EndOptions::new().outputs(&json!({"answer": answer})),
+        )
+        .expect("the trace is open");
 
-    let trace = client.get_trace(&trace_id).expect("the trace is buffered in process");
+    let trace = client
+        .get_trace(&trace_id)
+        .expect("the trace is buffered in process");
     assert_eq!(trace.info.state, TraceState::Ok);
     assert_eq!(trace.data.spans.len(), 2);
-    assert_eq!(trace.data.spans[1].outputs().map(|outputs| outputs.as_array().map(Vec::len)), Some(Some(2)));
-    println!("{}", serde_json::to_string_pretty(&trace.to_json_value()).expect("a JSON value prints"));
+    assert_eq!(
+        trace.data.spans[1]
+            .outputs()
+            .map(|outputs| outputs.as_array().map(Vec::len)),
+        Some(Some(2))
+    );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&trace.to_json_value()).expect("a JSON value prints")
+    );
 }

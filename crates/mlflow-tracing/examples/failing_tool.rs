@@ -38,8 +38,12 @@ fn convert(amount: f64, currency: &str, allow_fallback: bool) -> Result<f64, Too
 }
 
 fn print_last_trace() -> std::sync::Arc<mlflow_tracing::Trace> {
-    let trace = get_trace(&get_last_active_trace_id().expect("a trace completed")).expect("buffered in process");
-    println!("{}", serde_json::to_string_pretty(&trace.to_json_value()).expect("a JSON value prints"));
+    let trace = get_trace(&get_last_active_trace_id().expect("a trace completed"))
+        .expect("buffered in process");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&trace.to_json_value()).expect("a JSON value prints")
+    );
     trace
 }
 
@@ -50,7 +54,9 @@ fn main() {
     assert_eq!(trace.info.state, TraceState::Ok);
     let tool = &trace.data.spans[1];
     assert_eq!(tool.status.code, SpanStatusCode::Error);
-    let stacktrace = tool.events[0].attributes["exception.stacktrace"].as_str().unwrap_or_default();
+    let stacktrace = tool.events[0].attributes["exception.stacktrace"]
+        .as_str()
+        .unwrap_or_default();
     assert!(stacktrace.contains("HTTP 404"), "{stacktrace}");
 
     let failed = convert(100.0, "XYZ", false);

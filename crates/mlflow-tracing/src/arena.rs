@@ -41,7 +41,10 @@ fn range(start: u32, end: u32) -> Range<usize> {
 
 /// The text of a range; payload bytes are always written whole from UTF-8 text.
 fn text_of(buffer: &[u8], start: u32, end: u32) -> &str {
-    buffer.get(range(start, end)).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or("null")
+    buffer
+        .get(range(start, end))
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .unwrap_or("null")
 }
 
 impl PayloadText {
@@ -69,7 +72,8 @@ impl PayloadText {
             PayloadText::Static(text) => (*text).to_owned(),
             PayloadText::Trace(start, end) => text_of(trace_arena, *start, *end).to_owned(),
             PayloadText::Thread(start, end) => {
-                with_scratch(|scratch| text_of(scratch, *start, *end).to_owned()).unwrap_or_else(|| "null".to_owned())
+                with_scratch(|scratch| text_of(scratch, *start, *end).to_owned())
+                    .unwrap_or_else(|| "null".to_owned())
             }
         }
     }
@@ -88,7 +92,9 @@ impl PayloadText {
         let PayloadText::Thread(start, end) = *self else {
             return;
         };
-        let bytes = scratch.and_then(|scratch| scratch.get(range(start, end))).unwrap_or(b"null");
+        let bytes = scratch
+            .and_then(|scratch| scratch.get(range(start, end)))
+            .unwrap_or(b"null");
         let trace_start = trace_arena.len();
         trace_arena.extend_from_slice(bytes);
         *self = match (u32::try_from(trace_start), u32::try_from(trace_arena.len())) {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use mlflow_tracing_core::{IdError, SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceId};
 use serde::Serialize;
 
+use crate::arena::PayloadText;
 use crate::context::with_stack;
 use crate::fluent::{self, TraceUpdate};
 use crate::live::{LiveSpan, NO_OP_SPAN_TRACE_ID};
-use crate::arena::PayloadText;
 use crate::span_data::{Extra, SpanMutation, Text};
 use crate::trace_state::{EndError, OpenTrace};
 use crate::{config, record};
@@ -21,7 +21,9 @@ use crate::{config, record};
 pub enum ClientError {
     #[error(transparent)]
     InvalidId(#[from] IdError),
-    #[error("trace {trace_id} is not open: it was never started in this process or has already ended")]
+    #[error(
+        "trace {trace_id} is not open: it was never started in this process or has already ended"
+    )]
     TraceNotOpen { trace_id: String },
     #[error("span {span_id} is not an open span of trace {trace_id}")]
     SpanNotFound { trace_id: String, span_id: SpanId },
@@ -64,8 +66,13 @@ impl StartOptions {
     }
 
     /// An attribute, recorded as JSON.
-    pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
+    pub fn attribute<T: Serialize + ?Sized>(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) -> Self {
+        self.attributes
+            .push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
@@ -124,8 +131,13 @@ impl EndOptions {
     }
 
     /// An attribute, recorded as JSON.
-    pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
+    pub fn attribute<T: Serialize + ?Sized>(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) -> Self {
+        self.attributes
+            .push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
@@ -169,15 +181,27 @@ impl MlflowClient {
 
     /// A client whose traces go to this experiment unless `start_trace` names another.
     pub fn with_experiment_id(experiment_id: impl Into<String>) -> Self {
-        Self { experiment_id: Some(Arc::from(experiment_id.into())) }
+        Self {
+            experiment_id: Some(Arc::from(experiment_id.into())),
+        }
     }
 
     /// Starts a trace and returns its root span. Nothing is sent until the trace ends.
-    pub fn start_trace(&self, name: impl Into<Cow<'static, str>>, options: StartOptions) -> Result<LiveSpan, ClientError> {
-        let active = with_stack(|stack| stack.last().and_then(|frame| frame.trace.as_ref().map(|trace| trace.trace_id)))
-            .flatten();
+    pub fn start_trace(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        options: StartOptions,
+    ) -> Result<LiveSpan, ClientError> {
+        let active = with_stack(|stack| {
+            stack
+                .last()
+                .and_then(|frame| frame.trace.as_ref().map(|trace| trace.trace_id))
+        })
+        .flatten();
         if let Some(trace_id) = active {
-            return Err(ClientError::FluentSpanActive { trace_id: trace_id.to_mlflow() });
+            return Err(ClientError::FluentSpanActive {
+                trace_id: trace_id.to_mlflow(),
+            });
         }
         let mut options = options;
         if options.experiment_id.is_none() {
@@ -204,15 +228,29 @@ impl MlflowClient {
             return Ok(LiveSpan::no_op());
         }
         let trace = open_trace(trace_id)?;
-        let parent_known = trace.read_span(parent_id, |_, _, _| ()).is_some() || parent_on_some_stack(&trace, parent_id);
+        let parent_known = trace.read_span(parent_id, |_, _, _| ()).is_some()
+            || parent_on_some_stack(&trace, parent_id);
         if !parent_known {
-            return Err(ClientError::SpanNotFound { trace_id: trace.trace_id.to_mlflow(), span_id: parent_id });
+            return Err(ClientError::SpanNotFound {
+                trace_id: trace.trace_id.to_mlflow(),
+                span_id: parent_id,
+            });
         }
-        let parent = LiveSpan { trace: Some(trace), span_id: parent_id, parent_id: None, unsampled: false };
+        let parent = LiveSpan {
+            trace: Some(trace),
+            span_id: parent_id,
+            parent_id: None,
+            unsampled: false,
+        };
         Ok(self.start_detached(options.builder(name.into()), Some(&parent), &options))
     }
 
-    fn start_detached(&self, builder: fluent::SpanBuilder, parent: Option<&LiveSpan>, options: &StartOptions) -> LiveSpan {
+    fn start_detached(
+        &self,
+        builder: fluent::SpanBuilder,
+        parent: Option<&LiveSpan>,
+        options: &StartOptions,
+    ) -> LiveSpan {
         let builder = builder.encoded(options.inputs.clone(), options.attributes.clone());
         match parent {
             Some(parent) => builder.start_detached(Some(parent)),
@@ -222,14 +260,23 @@ impl MlflowClient {
     }
 
     /// Ends a span: sets outputs, attributes and status (OK unless given or already ERROR).
-    pub fn end_span(&self, trace_id: &str, span_id: SpanId, options: EndOptions) -> Result<(), ClientError> {
+    pub fn end_span(
+        &self,
+        trace_id: &str,
+        span_id: SpanId,
+        options: EndOptions,
+    ) -> Result<(), ClientError> {
         if trace_id == NO_OP_SPAN_TRACE_ID || span_id == SpanId::INVALID {
             return Ok(());
         }
         let trace = open_trace(trace_id)?;
         let end_ns = options.end_time_ns.unwrap_or_else(crate::clock::now_ns);
         let result = trace.end_open(span_id, |data| {
-            let mut extras: Vec<_> = options.attributes.into_iter().map(|(key, json)| Extra::Attribute(key, json)).collect();
+            let mut extras: Vec<_> = options
+                .attributes
+                .into_iter()
+                .map(|(key, json)| Extra::Attribute(key, json))
+                .collect();
             if let Some(outputs) = options.outputs {
                 extras.extend(data.apply(SpanMutation::Outputs(outputs)));
             }
@@ -238,7 +285,9 @@ impl MlflowClient {
                     let message = (!status.message.is_empty()).then_some(status.message);
                     extras.extend(data.apply(SpanMutation::Status(status.code, message)));
                 }
-                None if data.status_code == SpanStatusCode::Unset => data.status_code = SpanStatusCode::Ok,
+                None if data.status_code == SpanStatusCode::Unset => {
+                    data.status_code = SpanStatusCode::Ok
+                }
                 None => {}
             }
             data.end_at(end_ns);
@@ -263,7 +312,12 @@ impl MlflowClient {
     }
 
     /// Sets a tag on an open trace.
-    pub fn set_trace_tag(&self, trace_id: &str, key: impl Into<String>, value: impl Into<String>) -> Result<(), ClientError> {
+    pub fn set_trace_tag(
+        &self,
+        trace_id: &str,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), ClientError> {
         let trace = open_trace(trace_id)?;
         trace.update(TraceUpdate::new().tag(key, value).into_updates());
         Ok(())
@@ -277,13 +331,21 @@ impl MlflowClient {
 
 fn open_trace(trace_id: &str) -> Result<Arc<OpenTrace>, ClientError> {
     let parsed = TraceId::parse_any(trace_id)?;
-    OpenTrace::find(parsed).ok_or_else(|| ClientError::TraceNotOpen { trace_id: parsed.to_mlflow() })
+    OpenTrace::find(parsed).ok_or_else(|| ClientError::TraceNotOpen {
+        trace_id: parsed.to_mlflow(),
+    })
 }
 
 /// A client parent may be a fluent span held on this thread's stack.
 fn parent_on_some_stack(trace: &Arc<OpenTrace>, span_id: SpanId) -> bool {
     with_stack(|stack| {
-        stack.iter().any(|frame| frame.span_id == span_id && frame.trace.as_ref().is_some_and(|owner| Arc::ptr_eq(owner, trace)))
+        stack.iter().any(|frame| {
+            frame.span_id == span_id
+                && frame
+                    .trace
+                    .as_ref()
+                    .is_some_and(|owner| Arc::ptr_eq(owner, trace))
+        })
     })
     .unwrap_or(false)
 }

@@ -29,22 +29,39 @@ static ENVIRONMENT_READ: OnceLock<()> = OnceLock::new();
 /// `MLFLOW_TRACE_MAX_PAYLOAD_BYTES`, `MLFLOW_TRACE_BUFFER_MAX_SIZE`, `MLFLOW_TRACING_ENABLED`. Called when the first trace starts.
 pub(crate) fn read_environment_once() {
     ENVIRONMENT_READ.get_or_init(|| {
-        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
-        if let Some(ratio) = variable("MLFLOW_TRACE_SAMPLING_RATIO").and_then(|text| text.trim().parse().ok()) {
+        let variable = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        if let Some(ratio) =
+            variable("MLFLOW_TRACE_SAMPLING_RATIO").and_then(|text| text.trim().parse().ok())
+        {
             set_sampling_ratio(ratio);
         }
-        if let Some(seconds) = variable("MLFLOW_TRACE_TIMEOUT_SECONDS").and_then(|text| text.trim().parse::<f64>().ok())
+        if let Some(seconds) = variable("MLFLOW_TRACE_TIMEOUT_SECONDS")
+            .and_then(|text| text.trim().parse::<f64>().ok())
         {
             set_trace_timeout(Duration::try_from_secs_f64(seconds).ok());
         }
-        if let Some(bytes) = variable("MLFLOW_TRACE_MAX_PAYLOAD_BYTES").and_then(|text| text.trim().parse().ok()) {
+        if let Some(bytes) =
+            variable("MLFLOW_TRACE_MAX_PAYLOAD_BYTES").and_then(|text| text.trim().parse().ok())
+        {
             set_max_payload_bytes(bytes);
         }
-        if let Some(traces) = variable("MLFLOW_TRACE_BUFFER_MAX_SIZE").and_then(|text| text.trim().parse().ok()) {
+        if let Some(traces) =
+            variable("MLFLOW_TRACE_BUFFER_MAX_SIZE").and_then(|text| text.trim().parse().ok())
+        {
             set_finished_buffer_size(traces);
         }
         if let Some(enabled) = variable("MLFLOW_TRACING_ENABLED") {
-            ENABLED.store(!matches!(enabled.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"), Ordering::Relaxed);
+            ENABLED.store(
+                !matches!(
+                    enabled.trim().to_ascii_lowercase().as_str(),
+                    "false" | "0" | "no"
+                ),
+                Ordering::Relaxed,
+            );
         }
     });
 }
@@ -68,7 +85,11 @@ pub fn is_enabled() -> bool {
 /// Keeps this fraction of new traces (head sampling on the trace id, like OpenTelemetry's ratio sampler);
 /// clamped to `0.0..=1.0`.
 pub fn set_sampling_ratio(ratio: f64) {
-    let clamped = if ratio.is_nan() { 1.0 } else { ratio.clamp(0.0, 1.0) };
+    let clamped = if ratio.is_nan() {
+        1.0
+    } else {
+        ratio.clamp(0.0, 1.0)
+    };
     SAMPLING_RATIO_BITS.store(clamped.to_bits(), Ordering::Relaxed);
 }
 
@@ -107,7 +128,11 @@ pub(crate) fn max_spans_per_trace() -> usize {
 /// Finishes traces still open after this long, with state ERROR (MLflow's `MLFLOW_TRACE_TIMEOUT_SECONDS`).
 /// `None` (the default) never times out.
 pub fn set_trace_timeout(timeout: Option<Duration>) {
-    let millis = timeout.map_or(0, |timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1));
+    let millis = timeout.map_or(0, |timeout| {
+        u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    });
     TRACE_TIMEOUT_MILLIS.store(millis, Ordering::Relaxed);
 }
 

@@ -49,7 +49,15 @@ thread_local! {
 /// Runs `work` on this thread's extras list.
 #[inline]
 pub(crate) fn with_extras<R>(work: impl FnOnce(&mut Vec<(SpanId, Extra)>) -> R) -> Option<R> {
-    EXTRAS.try_with(|extras| extras.try_borrow_mut().ok().map(|mut extras| work(&mut extras))).ok().flatten()
+    EXTRAS
+        .try_with(|extras| {
+            extras
+                .try_borrow_mut()
+                .ok()
+                .map(|mut extras| work(&mut extras))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Takes the extras of `span_id` off this thread's list, oldest first. With `from_mark` (the span is the
@@ -63,7 +71,8 @@ pub(crate) fn take_extras(span_id: SpanId, mark: u32, from_mark: bool) -> Vec<(S
         if from_mark && (mark as usize) <= extras.len() {
             return extras.drain(mark as usize..).collect();
         }
-        let (taken, kept): (Vec<_>, Vec<_>) = extras.drain(..).partition(|(owner, _)| *owner == span_id);
+        let (taken, kept): (Vec<_>, Vec<_>) =
+            extras.drain(..).partition(|(owner, _)| *owner == span_id);
         *extras = kept;
         taken
     })
@@ -80,7 +89,15 @@ pub(crate) fn extras_mark() -> u32 {
 /// already (no user code ever runs inside, so that only happens from a TLS destructor).
 #[inline]
 pub(crate) fn with_stack<R>(work: impl FnOnce(&mut Vec<Frame>) -> R) -> Option<R> {
-    STACK.try_with(|stack| stack.try_borrow_mut().ok().map(|mut stack| work(&mut stack))).ok().flatten()
+    STACK
+        .try_with(|stack| {
+            stack
+                .try_borrow_mut()
+                .ok()
+                .map(|mut stack| work(&mut stack))
+        })
+        .ok()
+        .flatten()
 }
 
 /// The parent a new span on this thread gets.
@@ -97,7 +114,11 @@ pub(crate) fn current_parent(stack: &[Frame]) -> Parent {
     match stack.last() {
         None => Parent::None,
         Some(Frame { trace: None, .. }) => Parent::Unsampled,
-        Some(Frame { trace: Some(trace), span_id, .. }) => {
+        Some(Frame {
+            trace: Some(trace),
+            span_id,
+            ..
+        }) => {
             if trace.is_completed() {
                 Parent::None
             } else {
@@ -114,7 +135,11 @@ pub(crate) fn pop_frame(span_id: SpanId) -> Option<(Frame, bool, bool)> {
     with_stack(|stack| {
         let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
         let was_top = position + 1 == stack.len();
-        let frame = if was_top { stack.pop()? } else { stack.remove(position) };
+        let frame = if was_top {
+            stack.pop()?
+        } else {
+            stack.remove(position)
+        };
         Some((frame, was_top, stack.is_empty()))
     })
     .flatten()
@@ -143,7 +168,9 @@ impl std::fmt::Debug for Context {
         match &self.current {
             None => f.write_str("Context(none)"),
             Some((None, span_id)) => write!(f, "Context(unsampled {span_id})"),
-            Some((Some(trace), span_id)) => write!(f, "Context({} {span_id})", trace.trace_id.to_mlflow()),
+            Some((Some(trace), span_id)) => {
+                write!(f, "Context({} {span_id})", trace.trace_id.to_mlflow())
+            }
         }
     }
 }
@@ -152,20 +179,27 @@ impl Context {
     /// Captures this thread's current span (or nothing, when there is none).
     pub fn current() -> Context {
         let current = with_stack(|stack| {
-            stack.last().map(|frame| (frame.trace.clone(), frame.span_id))
+            stack
+                .last()
+                .map(|frame| (frame.trace.clone(), frame.span_id))
         })
         .flatten();
         Context { current }
     }
 
     pub(crate) fn of_span(trace: Option<Arc<OpenTrace>>, span_id: SpanId) -> Context {
-        Context { current: Some((trace, span_id)) }
+        Context {
+            current: Some((trace, span_id)),
+        }
     }
 
     /// Makes the captured span current on this thread until the guard drops.
     pub fn attach(&self) -> ContextGuard {
         let Some((trace, span_id)) = &self.current else {
-            return ContextGuard { span_id: None, _not_send: PhantomData };
+            return ContextGuard {
+                span_id: None,
+                _not_send: PhantomData,
+            };
         };
         let pushed = with_stack(|stack| {
             stack.push(Frame {
@@ -177,7 +211,10 @@ impl Context {
                 extras_mark: u32::MAX,
             });
         });
-        ContextGuard { span_id: pushed.map(|()| *span_id), _not_send: PhantomData }
+        ContextGuard {
+            span_id: pushed.map(|()| *span_id),
+            _not_send: PhantomData,
+        }
     }
 
     /// Wraps a closure so that it runs with this context attached: for `std::thread::spawn`,
@@ -193,15 +230,13 @@ impl Context {
     }
 
     /// Wraps a future so that every poll runs with this context attached: for `tokio::spawn` and friends.
-    pub fn wrap_future<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
-        async move {
-            let mut future = pin!(future);
-            std::future::poll_fn(|cx| {
-                let _attached = self.attach();
-                future.as_mut().poll(cx)
-            })
-            .await
-        }
+    pub async fn wrap_future<F: Future>(self, future: F) -> F::Output {
+        let mut future = pin!(future);
+        std::future::poll_fn(|cx| {
+            let _attached = self.attach();
+            future.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
@@ -216,7 +251,10 @@ impl Drop for ContextGuard {
     fn drop(&mut self) {
         if let Some(span_id) = self.span_id {
             let _ = with_stack(|stack| {
-                if let Some(position) = stack.iter().rposition(|frame| frame.span_id == span_id && frame.data.is_none()) {
+                if let Some(position) = stack
+                    .iter()
+                    .rposition(|frame| frame.span_id == span_id && frame.data.is_none())
+                {
                     stack.remove(position);
                 }
             });

@@ -24,7 +24,10 @@ pub(crate) fn short_type_name(full: &str) -> String {
     let mut short = String::with_capacity(full.len());
     let mut segment_start = 0;
     for (index, character) in full.char_indices() {
-        if matches!(character, '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | '&') {
+        if matches!(
+            character,
+            '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | '&'
+        ) {
             short.push_str(last_path_segment(&full[segment_start..index]));
             short.push(character);
             segment_start = index + character.len_utf8();
@@ -53,7 +56,11 @@ pub(crate) fn error_parts<E: Error + ?Sized>(error: &E) -> ErrorParts {
         depth += 1;
         source = cause.source();
     }
-    ErrorParts { type_name, message, stacktrace }
+    ErrorParts {
+        type_name,
+        message,
+        stacktrace,
+    }
 }
 
 /// A value that is not an `Error` but can be displayed (such as `anyhow::Error` or `String`).
@@ -62,7 +69,11 @@ pub(crate) fn display_parts<E: Display + ?Sized>(error: &E) -> ErrorParts {
     let message = error.to_string();
     // `{:#}` shows the whole chain for types that support it, such as anyhow's.
     let chained = format!("{error:#}");
-    ErrorParts { stacktrace: format!("{type_name}: {chained}"), type_name, message }
+    ErrorParts {
+        stacktrace: format!("{type_name}: {chained}"),
+        type_name,
+        message,
+    }
 }
 
 /// A panic's payload.
@@ -72,7 +83,11 @@ pub(crate) fn panic_parts(payload: &(dyn Any + Send)) -> ErrorParts {
         .map(|text| (*text).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "Box<dyn Any>".to_owned());
-    ErrorParts { type_name: "panic".to_owned(), stacktrace: format!("panicked: {message}"), message }
+    ErrorParts {
+        type_name: "panic".to_owned(),
+        stacktrace: format!("panicked: {message}"),
+        message,
+    }
 }
 
 /// The status and the event that record a failure.
@@ -81,12 +96,22 @@ pub(crate) fn error_mutations(parts: ErrorParts) -> [SpanMutation; 2] {
     let attributes = [
         ("exception.type".to_owned(), Value::String(parts.type_name)),
         ("exception.message".to_owned(), Value::String(parts.message)),
-        ("exception.stacktrace".to_owned(), Value::String(parts.stacktrace)),
+        (
+            "exception.stacktrace".to_owned(),
+            Value::String(parts.stacktrace),
+        ),
     ]
     .into_iter()
     .collect();
-    let event = SpanEvent { name: "exception".to_owned(), time_unix_nano: crate::clock::now_ns(), attributes };
-    [SpanMutation::Status(SpanStatusCode::Error, Some(status_message)), SpanMutation::Event(event)]
+    let event = SpanEvent {
+        name: "exception".to_owned(),
+        time_unix_nano: crate::clock::now_ns(),
+        attributes,
+    };
+    [
+        SpanMutation::Status(SpanStatusCode::Error, Some(status_message)),
+        SpanMutation::Event(event),
+    ]
 }
 
 /// Autoref specialization on a return value: `(&&&&ErrProbe(&value)).__error_parts()` describes the error
@@ -125,7 +150,11 @@ impl<T, E: Debug> ProbeDebug for &ErrProbe<'_, Result<T, E>> {
         self.0.as_ref().err().map(|error| {
             let type_name = short_type_name(std::any::type_name::<E>());
             let message = format!("{error:?}");
-            ErrorParts { stacktrace: format!("{type_name}: {message}"), type_name, message }
+            ErrorParts {
+                stacktrace: format!("{type_name}: {message}"),
+                type_name,
+                message,
+            }
         })
     }
 }
@@ -137,6 +166,8 @@ impl<T: ?Sized> ProbeNotResult for ErrProbe<'_, T> {
 }
 
 #[cfg(test)]
+// The extra borrows are the autoref specialization under test.
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
 
@@ -155,8 +186,14 @@ mod tests {
 
     #[test]
     fn type_names_lose_their_paths() {
-        assert_eq!(short_type_name("core::num::error::ParseIntError"), "ParseIntError");
-        assert_eq!(short_type_name("alloc::boxed::Box<dyn core::error::Error>"), "Box<dyn Error>");
+        assert_eq!(
+            short_type_name("core::num::error::ParseIntError"),
+            "ParseIntError"
+        );
+        assert_eq!(
+            short_type_name("alloc::boxed::Box<dyn core::error::Error>"),
+            "Box<dyn Error>"
+        );
     }
 
     #[test]
@@ -165,16 +202,28 @@ mod tests {
         let parts = (&&&&ErrProbe(&result)).__error_parts().unwrap();
         assert_eq!(parts.type_name, "Outer");
         assert_eq!(parts.message, "could not read the count");
-        assert!(parts.stacktrace.contains("Caused by:\n    0: invalid digit found in string"), "{}", parts.stacktrace);
+        assert!(
+            parts
+                .stacktrace
+                .contains("Caused by:\n    0: invalid digit found in string"),
+            "{}",
+            parts.stacktrace
+        );
     }
 
     #[test]
     fn display_only_and_debug_only_errors_are_described() {
         let text: Result<(), String> = Err(String::from("plain failure"));
         let parts = (&&&&ErrProbe(&text)).__error_parts().unwrap();
-        assert_eq!((parts.type_name.as_str(), parts.message.as_str()), ("String", "plain failure"));
+        assert_eq!(
+            (parts.type_name.as_str(), parts.message.as_str()),
+            ("String", "plain failure")
+        );
         let debug_only: Result<(), Vec<i32>> = Err(vec![1]);
-        assert_eq!((&&&&ErrProbe(&debug_only)).__error_parts().unwrap().message, "[1]");
+        assert_eq!(
+            (&&&&ErrProbe(&debug_only)).__error_parts().unwrap().message,
+            "[1]"
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub struct ExportError {
 impl ExportError {
     /// An error with a message saying what failed.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -64,11 +66,16 @@ impl InMemoryExporter {
 
     /// The exported trace with this MLflow trace id.
     pub fn find(&self, trace_id: &str) -> Option<Arc<Trace>> {
-        self.lock().iter().find(|trace| trace.info.trace_id == trace_id).cloned()
+        self.lock()
+            .iter()
+            .find(|trace| trace.info.trace_id == trace_id)
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Trace>>> {
-        self.traces.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.traces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -88,7 +95,8 @@ impl Exporter for StdoutExporter {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
         for trace in batch {
-            writeln!(stdout, "{}", trace.to_json()).map_err(|error| ExportError::new(error.to_string()))?;
+            writeln!(stdout, "{}", trace.to_json())
+                .map_err(|error| ExportError::new(error.to_string()))?;
         }
         Ok(())
     }

@@ -13,11 +13,13 @@ use std::time::Duration;
 use mlflow_tracing_core::{SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceId, keys};
 use serde::Serialize;
 
-use crate::context::{Frame, Parent, current_parent, extras_mark, pop_frame, take_extras, with_extras, with_stack};
+use crate::arena::{self, PayloadText};
+use crate::context::{
+    Frame, Parent, current_parent, extras_mark, pop_frame, take_extras, with_extras, with_stack,
+};
 use crate::live::{LiveSpan, span_type_text};
 use crate::span_data::{SpanData, SpanMutation, Text};
 use crate::trace_state::{OpenTrace, TraceUpdates};
-use crate::arena::{self, PayloadText};
 use crate::{config, ids, processor, record};
 
 /// How a new span is described: name, type, attributes and inputs.
@@ -58,7 +60,9 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
 /// current until the guard drops.
 pub fn start_span(name: impl Into<Cow<'static, str>>) -> SpanGuard {
     let name = name.into();
-    enter(None, |span_id, parent_id| SpanData::new(span_id, parent_id, name, Cow::Borrowed("UNKNOWN")))
+    enter(None, |span_id, parent_id| {
+        SpanData::new(span_id, parent_id, name, Cow::Borrowed("UNKNOWN"))
+    })
 }
 
 /// Runs `work` inside a span named `name`; the span ends when `work` returns.
@@ -75,8 +79,13 @@ impl SpanBuilder {
     }
 
     /// Adds an attribute, recorded as the value's JSON.
-    pub fn attribute<T: Serialize + ?Sized>(mut self, key: impl Into<Cow<'static, str>>, value: &T) -> Self {
-        self.attributes.push((key.into(), PayloadText::Owned(record::encode(value))));
+    pub fn attribute<T: Serialize + ?Sized>(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) -> Self {
+        self.attributes
+            .push((key.into(), PayloadText::Owned(record::encode(value))));
         self
     }
 
@@ -104,13 +113,20 @@ impl SpanBuilder {
     }
 
     /// Adds the attributes of a `#[trace]` function.
-    pub(crate) fn static_attributes(mut self, attributes: &'static [(&'static str, &'static str)]) -> Self {
+    pub(crate) fn static_attributes(
+        mut self,
+        attributes: &'static [(&'static str, &'static str)],
+    ) -> Self {
         self.static_attributes = attributes;
         self
     }
 
     /// Adds inputs and attributes that are JSON text already.
-    pub(crate) fn encoded(mut self, inputs: Option<PayloadText>, attributes: Vec<(Text, PayloadText)>) -> Self {
+    pub(crate) fn encoded(
+        mut self,
+        inputs: Option<PayloadText>,
+        attributes: Vec<(Text, PayloadText)>,
+    ) -> Self {
         if inputs.is_some() {
             self.inputs = inputs;
         }
@@ -133,7 +149,9 @@ impl SpanBuilder {
     pub fn start(mut self) -> SpanGuard {
         let experiment_id = self.experiment_id.take();
         let attributes = std::mem::take(&mut self.attributes);
-        let guard = enter(experiment_id, |span_id, parent_id| self.into_data(span_id, parent_id));
+        let guard = enter(experiment_id, |span_id, parent_id| {
+            self.into_data(span_id, parent_id)
+        });
         for (key, json) in attributes {
             guard.mutate(SpanMutation::Attribute(key, json));
         }
@@ -148,9 +166,11 @@ impl SpanBuilder {
         }
         let parent = match parent {
             Some(parent) if parent.unsampled => Parent::Unsampled,
-            Some(LiveSpan { trace: Some(trace), span_id, .. }) if !trace.is_completed() => {
-                Parent::Span(Arc::clone(trace), *span_id)
-            }
+            Some(LiveSpan {
+                trace: Some(trace),
+                span_id,
+                ..
+            }) if !trace.is_completed() => Parent::Span(Arc::clone(trace), *span_id),
             Some(_) => Parent::None,
             None => with_stack(|stack| current_parent(stack)).unwrap_or(Parent::None),
         };
@@ -168,18 +188,37 @@ impl SpanBuilder {
     fn start_detached_under(mut self, parent: Parent) -> LiveSpan {
         let span_id = ids::new_span_id();
         let (trace, parent_id) = match parent {
-            Parent::Unsampled => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
+            Parent::Unsampled => {
+                return LiveSpan {
+                    trace: None,
+                    span_id,
+                    parent_id: None,
+                    unsampled: true,
+                };
+            }
             Parent::Span(trace, parent_id) => (trace, Some(parent_id)),
             Parent::None => match open_sampled_trace(span_id, self.experiment_id.clone()) {
                 Some(trace) => (trace, None),
-                None => return LiveSpan { trace: None, span_id, parent_id: None, unsampled: true },
+                None => {
+                    return LiveSpan {
+                        trace: None,
+                        span_id,
+                        parent_id: None,
+                        unsampled: true,
+                    };
+                }
             },
         };
         let attributes = std::mem::take(&mut self.attributes);
         if !trace.insert_open(self.into_data(span_id, parent_id)) {
             return LiveSpan::no_op();
         }
-        let span = LiveSpan { trace: Some(trace), span_id, parent_id, unsampled: false };
+        let span = LiveSpan {
+            trace: Some(trace),
+            span_id,
+            parent_id,
+            unsampled: false,
+        };
         for (key, json) in attributes {
             span.mutate(SpanMutation::Attribute(key, json));
         }
@@ -188,7 +227,10 @@ impl SpanBuilder {
 }
 
 /// Opens a new trace rooted at `root_span_id`, unless sampling drops it.
-pub(crate) fn open_sampled_trace(root_span_id: SpanId, experiment_id: Option<String>) -> Option<Arc<OpenTrace>> {
+pub(crate) fn open_sampled_trace(
+    root_span_id: SpanId,
+    experiment_id: Option<String>,
+) -> Option<Arc<OpenTrace>> {
     config::read_environment_once();
     let trace_id = ids::new_trace_id();
     if !ids::is_sampled(trace_id, config::sampling_ratio()) {
@@ -219,7 +261,10 @@ pub struct SpanGuard {
 /// Pushes a new span on this thread's stack. The hot path: no allocation beyond the span's own payloads, and
 /// a lock only when the span starts a trace.
 #[inline]
-pub(crate) fn enter(experiment_id: Option<String>, make: impl FnOnce(SpanId, Option<SpanId>) -> SpanData) -> SpanGuard {
+pub(crate) fn enter(
+    experiment_id: Option<String>,
+    make: impl FnOnce(SpanId, Option<SpanId>) -> SpanData,
+) -> SpanGuard {
     if !config::is_enabled() {
         return SpanGuard::inactive();
     }
@@ -232,25 +277,47 @@ pub(crate) fn enter(experiment_id: Option<String>, make: impl FnOnce(SpanId, Opt
         }
         .unzip();
         let Some(trace) = trace else {
-            let frame = Frame { trace: None, span_id, parent_id: None, data: None, arena_mark: u32::MAX, extras_mark: u32::MAX };
+            let frame = Frame {
+                trace: None,
+                span_id,
+                parent_id: None,
+                data: None,
+                arena_mark: u32::MAX,
+                extras_mark: u32::MAX,
+            };
             stack.push(frame);
             return GuardState::Unsampled;
         };
         let parent_id = parent_id.flatten();
         let arena_mark = arena::scratch_mark();
         let extras_mark = extras_mark();
-        stack.push(Frame { trace: Some(trace), span_id, parent_id, data: Some(make(span_id, parent_id)), arena_mark, extras_mark });
+        stack.push(Frame {
+            trace: Some(trace),
+            span_id,
+            parent_id,
+            data: Some(make(span_id, parent_id)),
+            arena_mark,
+            extras_mark,
+        });
         GuardState::Recording
     });
     match state {
-        Some(state) => SpanGuard { span_id, state, _not_send: PhantomData },
+        Some(state) => SpanGuard {
+            span_id,
+            state,
+            _not_send: PhantomData,
+        },
         None => SpanGuard::inactive(),
     }
 }
 
 impl SpanGuard {
     fn inactive() -> SpanGuard {
-        SpanGuard { span_id: SpanId::INVALID, state: GuardState::Inactive, _not_send: PhantomData }
+        SpanGuard {
+            span_id: SpanId::INVALID,
+            state: GuardState::Inactive,
+            _not_send: PhantomData,
+        }
     }
 
     /// Whether this span is recorded.
@@ -267,7 +334,11 @@ impl SpanGuard {
         }
         let span_id = self.span_id;
         let _ = with_stack(|stack| {
-            let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
+            let data = stack
+                .iter_mut()
+                .rev()
+                .find(|frame| frame.span_id == span_id)
+                .and_then(|frame| frame.data.as_mut());
             if let Some(extra) = data.and_then(|data| data.apply(mutation)) {
                 with_extras(|extras| extras.push((span_id, extra)));
             }
@@ -278,12 +349,20 @@ impl SpanGuard {
         if !self.is_recording() {
             return None;
         }
-        with_stack(|stack| stack.iter().rev().find(|frame| frame.span_id == self.span_id).map(read)).flatten()
+        with_stack(|stack| {
+            stack
+                .iter()
+                .rev()
+                .find(|frame| frame.span_id == self.span_id)
+                .map(read)
+        })
+        .flatten()
     }
 
     /// The MLflow trace id (`tr-…`), when recorded.
     pub fn trace_id(&self) -> Option<String> {
-        self.frame_value(|frame| frame.trace.as_ref().map(|trace| trace.trace_id.to_mlflow())).flatten()
+        self.frame_value(|frame| frame.trace.as_ref().map(|trace| trace.trace_id.to_mlflow()))
+            .flatten()
     }
 
     /// This span's id, when recorded.
@@ -322,9 +401,16 @@ impl SpanGuard {
     }
 
     /// Sets one attribute to the value's JSON.
-    pub fn set_attribute<T: Serialize + ?Sized>(&self, key: impl Into<Cow<'static, str>>, value: &T) {
+    pub fn set_attribute<T: Serialize + ?Sized>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(key.into(), record::encode_in_scratch(value)));
+            self.mutate(SpanMutation::Attribute(
+                key.into(),
+                record::encode_in_scratch(value),
+            ));
         }
     }
 
@@ -349,7 +435,10 @@ impl SpanGuard {
     /// Adds an event now; `attributes` should serialize to a JSON object.
     pub fn add_event<T: Serialize + ?Sized>(&self, name: impl Into<String>, attributes: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Event(crate::live::new_event(name.into(), attributes)));
+            self.mutate(SpanMutation::Event(crate::live::new_event(
+                name.into(),
+                attributes,
+            )));
         }
     }
 
@@ -364,7 +453,8 @@ impl SpanGuard {
     /// Marks the span failed with this error (status ERROR and an `exception` event with the source chain).
     pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
         if self.is_recording() {
-            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error)) {
+            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error))
+            {
                 self.mutate(mutation);
             }
         }
@@ -384,7 +474,11 @@ impl SpanGuard {
         }
         let span_id = self.span_id;
         let _ = with_stack(|stack| {
-            let data = stack.iter_mut().rev().find(|frame| frame.span_id == span_id).and_then(|frame| frame.data.as_mut());
+            let data = stack
+                .iter_mut()
+                .rev()
+                .find(|frame| frame.span_id == span_id)
+                .and_then(|frame| frame.data.as_mut());
             match data {
                 Some(data) if data.outputs.is_none() => data.outputs = Some(json),
                 // Set by the function itself: the scratch range written for nothing is released.
@@ -434,7 +528,8 @@ impl SpanGuard {
                     data.outputs = outputs;
                 }
                 if panicking && data.status_code != SpanStatusCode::Error {
-                    let parts = crate::exception::panic_parts(&"the thread panicked inside this span");
+                    let parts =
+                        crate::exception::panic_parts(&"the thread panicked inside this span");
                     for mutation in crate::exception::error_mutations(parts) {
                         if let Some(extra) = data.apply(mutation) {
                             with_extras(|extras| extras.push((span_id, extra)));
@@ -461,7 +556,12 @@ pub fn get_current_active_span() -> Option<LiveSpan> {
     with_stack(|stack| {
         let frame = stack.last()?;
         let trace = frame.trace.as_ref().filter(|trace| !trace.is_completed())?;
-        Some(LiveSpan { trace: Some(Arc::clone(trace)), span_id: frame.span_id, parent_id: frame.parent_id, unsampled: false })
+        Some(LiveSpan {
+            trace: Some(Arc::clone(trace)),
+            span_id: frame.span_id,
+            parent_id: frame.parent_id,
+            unsampled: false,
+        })
     })
     .flatten()
 }
@@ -524,7 +624,12 @@ impl TraceUpdate {
     }
 
     pub(crate) fn tags_map(tags: BTreeMap<String, String>) -> Self {
-        TraceUpdate { updates: TraceUpdates { tags, ..TraceUpdates::default() } }
+        TraceUpdate {
+            updates: TraceUpdates {
+                tags,
+                ..TraceUpdates::default()
+            },
+        }
     }
 
     pub(crate) fn into_updates(self) -> TraceUpdates {
@@ -534,7 +639,9 @@ impl TraceUpdate {
 
 /// Updates the trace of this thread's current span. Returns `false` (and changes nothing) when there is none.
 pub fn update_current_trace(update: TraceUpdate) -> bool {
-    let Some(trace) = with_stack(|stack| stack.last().and_then(|frame| frame.trace.clone())).flatten() else {
+    let Some(trace) =
+        with_stack(|stack| stack.last().and_then(|frame| frame.trace.clone())).flatten()
+    else {
         log::warn!("update_current_trace called with no active trace; ignored");
         return false;
     };
@@ -548,18 +655,27 @@ thread_local! {
 }
 
 pub(crate) fn note_last_trace(trace_id: TraceId) {
-    *LAST_TRACE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(trace_id);
+    *LAST_TRACE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(trace_id);
     let _ = LAST_TRACE_IN_THREAD.try_with(|last| last.set(Some(trace_id)));
 }
 
 /// The id of the trace that completed last in this process.
 pub fn get_last_active_trace_id() -> Option<String> {
-    LAST_TRACE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).map(|trace_id| trace_id.to_mlflow())
+    LAST_TRACE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .map(|trace_id| trace_id.to_mlflow())
 }
 
 /// The id of the trace whose root ended last on this thread.
 pub fn get_last_active_trace_id_in_thread() -> Option<String> {
-    LAST_TRACE_IN_THREAD.try_with(Cell::get).ok().flatten().map(|trace_id| trace_id.to_mlflow())
+    LAST_TRACE_IN_THREAD
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .map(|trace_id| trace_id.to_mlflow())
 }
 
 /// A finished trace from the in-process buffer (the last [`crate::config::DEFAULT_FINISHED_BUFFER_SIZE`]

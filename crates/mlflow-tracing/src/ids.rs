@@ -72,7 +72,9 @@ mod tests {
 
     #[test]
     fn sampling_keeps_about_the_ratio() {
-        let kept = (0..20_000).filter(|_| is_sampled(new_trace_id(), 0.25)).count();
+        let kept = (0..20_000)
+            .filter(|_| is_sampled(new_trace_id(), 0.25))
+            .count();
         assert!((4_000..6_000).contains(&kept), "{kept}");
         assert!((0..100).all(|_| !is_sampled(new_trace_id(), 0.0)));
     }

@@ -80,16 +80,24 @@ pub use config::{disable, enable, is_enabled};
 pub use context::{Context, ContextGuard, FutureExt, spawn};
 pub use export::{ExportError, Exporter, InMemoryExporter, StdoutExporter};
 pub use fluent::{
-    SpanBuilder, SpanGuard, TraceUpdate, get_active_trace_id, get_current_active_span, get_last_active_trace_id,
-    get_last_active_trace_id_in_thread, get_trace, span, start_span, update_current_trace, with_span,
+    SpanBuilder, SpanGuard, TraceUpdate, get_active_trace_id, get_current_active_span,
+    get_last_active_trace_id, get_last_active_trace_id_in_thread, get_trace, span, start_span,
+    update_current_trace, with_span,
 };
 pub use live::{LiveSpan, NO_OP_SPAN_TRACE_ID};
 pub use mlflow_tracing_core as core;
-pub use mlflow_tracing_core::{SpanEvent, SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceInfo, TraceState};
+pub use mlflow_tracing_core::{
+    SpanEvent, SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceInfo, TraceState,
+};
 pub use mlflow_tracing_macros::{trace, trace_call};
 pub use processor::{dropped_trace_count, export_failure_count};
 pub use stream::{TracedIter, TracedStream, trace_iter, trace_stream};
 pub use trace_state::dropped_span_count;
+
+/// The README's quick start, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeQuickStart;
 
 /// How long [`TracingGuard`] and [`flush`] wait for the export thread by default.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);

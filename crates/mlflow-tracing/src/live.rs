@@ -11,9 +11,9 @@ use mlflow_tracing_core::{SpanEvent, SpanId, SpanStatus, SpanType, TraceId};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::arena::PayloadText;
 use crate::context::{Context, with_extras, with_stack};
 use crate::record;
-use crate::arena::PayloadText;
 use crate::span_data::{Extra, SpanData, SpanMutation, Text, find_attribute};
 use crate::trace_state::{EndError, OpenTrace};
 
@@ -45,17 +45,27 @@ impl std::fmt::Debug for LiveSpan {
 
 impl LiveSpan {
     pub(crate) fn no_op() -> LiveSpan {
-        LiveSpan { trace: None, span_id: SpanId::INVALID, parent_id: None, unsampled: false }
+        LiveSpan {
+            trace: None,
+            span_id: SpanId::INVALID,
+            parent_id: None,
+            unsampled: false,
+        }
     }
 
     /// Whether this span is recorded.
     pub fn is_recording(&self) -> bool {
-        self.trace.as_ref().is_some_and(|trace| !trace.is_completed())
+        self.trace
+            .as_ref()
+            .is_some_and(|trace| !trace.is_completed())
     }
 
     /// The MLflow trace id, `tr-<32 hex>`; [`NO_OP_SPAN_TRACE_ID`] for a span that is not recorded.
     pub fn trace_id(&self) -> String {
-        self.trace.as_ref().map_or_else(|| NO_OP_SPAN_TRACE_ID.to_owned(), |trace| trace.trace_id.to_mlflow())
+        self.trace.as_ref().map_or_else(
+            || NO_OP_SPAN_TRACE_ID.to_owned(),
+            |trace| trace.trace_id.to_mlflow(),
+        )
     }
 
     /// The trace id under its MLflow 2.x name.
@@ -89,21 +99,32 @@ impl LiveSpan {
     /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
     pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Inputs(PayloadText::Owned(record::encode(inputs))));
+            self.mutate(SpanMutation::Inputs(PayloadText::Owned(record::encode(
+                inputs,
+            ))));
         }
     }
 
     /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
     pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Outputs(PayloadText::Owned(record::encode(outputs))));
+            self.mutate(SpanMutation::Outputs(PayloadText::Owned(record::encode(
+                outputs,
+            ))));
         }
     }
 
     /// Sets one attribute to the value's JSON.
-    pub fn set_attribute<T: Serialize + ?Sized>(&self, key: impl Into<Cow<'static, str>>, value: &T) {
+    pub fn set_attribute<T: Serialize + ?Sized>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) {
         if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(key.into(), PayloadText::Owned(record::encode(value))));
+            self.mutate(SpanMutation::Attribute(
+                key.into(),
+                PayloadText::Owned(record::encode(value)),
+            ));
         }
     }
 
@@ -145,7 +166,8 @@ impl LiveSpan {
     /// carrying the error's source chain.
     pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
         if self.is_recording() {
-            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error)) {
+            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error))
+            {
                 self.mutate(mutation);
             }
         }
@@ -158,19 +180,32 @@ impl LiveSpan {
 
     /// Reads the span's decoded inputs.
     pub fn inputs(&self) -> Option<Value> {
-        self.read(|data, arena, _| data.inputs.as_ref().map(|json| decode(&json.to_string_in(arena)))).flatten()
+        self.read(|data, arena, _| {
+            data.inputs
+                .as_ref()
+                .map(|json| decode(&json.to_string_in(arena)))
+        })
+        .flatten()
     }
 
     /// Reads the span's decoded outputs.
     pub fn outputs(&self) -> Option<Value> {
-        self.read(|data, arena, _| data.outputs.as_ref().map(|json| decode(&json.to_string_in(arena)))).flatten()
+        self.read(|data, arena, _| {
+            data.outputs
+                .as_ref()
+                .map(|json| decode(&json.to_string_in(arena)))
+        })
+        .flatten()
     }
 
     /// Reads one decoded attribute.
     pub fn attribute(&self, key: &str) -> Option<Value> {
         let span_id = self.span_id;
         self.read(|data, arena, extras| {
-            let own = extras.iter().filter(|(owner, _)| *owner == span_id).map(|(_, extra)| extra);
+            let own = extras
+                .iter()
+                .filter(|(owner, _)| *owner == span_id)
+                .map(|(_, extra)| extra);
             find_attribute(data, own, key, arena).map(|json| decode(&json))
         })
         .flatten()
@@ -199,7 +234,11 @@ impl LiveSpan {
         let mut read = Some(read);
         let on_stack = with_stack(|stack| {
             let frame = stack.iter().rev().find(|frame| {
-                frame.span_id == self.span_id && frame.trace.as_ref().is_some_and(|owner| Arc::ptr_eq(owner, trace))
+                frame.span_id == self.span_id
+                    && frame
+                        .trace
+                        .as_ref()
+                        .is_some_and(|owner| Arc::ptr_eq(owner, trace))
             })?;
             let data = frame.data.as_ref()?;
             let read = read.take()?;
@@ -221,7 +260,10 @@ impl LiveSpan {
             let frame = stack.iter_mut().rev().find(|frame| {
                 frame.span_id == self.span_id
                     && frame.data.is_some()
-                    && frame.trace.as_ref().is_some_and(|owner| Arc::ptr_eq(owner, trace))
+                    && frame
+                        .trace
+                        .as_ref()
+                        .is_some_and(|owner| Arc::ptr_eq(owner, trace))
             });
             match frame.and_then(|frame| frame.data.as_mut()) {
                 Some(data) => {
@@ -250,9 +292,18 @@ pub(crate) fn new_event<T: Serialize + ?Sized>(name: String, attributes: &T) -> 
         Ok(Value::Object(object)) => object,
         Ok(Value::Null) => serde_json::Map::new(),
         Ok(other) => [("value".to_owned(), other)].into_iter().collect(),
-        Err(error) => [("value".to_owned(), Value::String(format!("<unserializable: {error}>")))].into_iter().collect(),
+        Err(error) => [(
+            "value".to_owned(),
+            Value::String(format!("<unserializable: {error}>")),
+        )]
+        .into_iter()
+        .collect(),
     };
-    SpanEvent { name, time_unix_nano: crate::clock::now_ns(), attributes }
+    SpanEvent {
+        name,
+        time_unix_nano: crate::clock::now_ns(),
+        attributes,
+    }
 }
 
 /// The text form of a span type, borrowed for MLflow's constants.

@@ -6,10 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
 
 pub use crate::arena::PayloadText;
-pub use crate::exception::{ErrProbe, ErrorParts, ProbeDebug, ProbeDisplay, ProbeError, ProbeNotResult};
+pub use crate::exception::{
+    ErrProbe, ErrorParts, ProbeDebug, ProbeDisplay, ProbeError, ProbeNotResult,
+};
 pub use crate::record::{
-    Arg, OutArg, OutDebug, OutFloat, OutOk, OutSerialize, OutTypeName, Payload, ViaDebug, ViaFloat, ViaSerialize,
-    ViaTypeName,
+    Arg, OutArg, OutDebug, OutFloat, OutOk, OutSerialize, OutTypeName, Payload, ViaDebug, ViaFloat,
+    ViaSerialize, ViaTypeName,
 };
 
 use crate::fluent::{self, SpanGuard, enter};
@@ -27,7 +29,11 @@ pub struct FnMeta {
 }
 
 impl FnMeta {
-    fn data(&'static self, span_id: mlflow_tracing_core::SpanId, parent_id: Option<mlflow_tracing_core::SpanId>) -> SpanData {
+    fn data(
+        &'static self,
+        span_id: mlflow_tracing_core::SpanId,
+        parent_id: Option<mlflow_tracing_core::SpanId>,
+    ) -> SpanData {
         let mut data = SpanData::new(span_id, parent_id, self.name.into(), self.span_type.into());
         data.function_name = Some(self.function_name);
         data.static_attributes = self.attributes;
@@ -83,7 +89,7 @@ impl SpanGuard {
 
     #[doc(hidden)]
     pub fn __set_attribute_json(&self, key: &'static str, json: PayloadText) {
-        self.set_json(SpanMutation::Attribute(key.into(), json.into()));
+        self.set_json(SpanMutation::Attribute(key.into(), json));
     }
 
     #[doc(hidden)]
@@ -104,7 +110,10 @@ pub struct AsyncSpan {
 
 /// Starts the span of an async traced function, as a child of the span current at its first poll.
 pub fn start_async_fn(meta: &'static FnMeta) -> AsyncSpan {
-    AsyncSpan { span: meta.builder().start_detached(None), ended: false }
+    AsyncSpan {
+        span: meta.builder().start_detached(None),
+        ended: false,
+    }
 }
 
 impl AsyncSpan {
@@ -128,7 +137,8 @@ impl AsyncSpan {
 
     /// Sets an attribute (JSON text).
     pub fn set_attribute_json(&self, key: &'static str, json: PayloadText) {
-        self.span.mutate(SpanMutation::Attribute(key.into(), json.detach()));
+        self.span
+            .mutate(SpanMutation::Attribute(key.into(), json.detach()));
     }
 
     /// Records the error of a failed body.
@@ -148,7 +158,9 @@ impl AsyncSpan {
             match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
                 Ok(poll) => poll,
                 Err(payload) => {
-                    for mutation in crate::exception::error_mutations(crate::exception::panic_parts(&*payload)) {
+                    for mutation in
+                        crate::exception::error_mutations(crate::exception::panic_parts(&*payload))
+                    {
                         span.mutate(mutation);
                     }
                     resume_unwind(payload)
@@ -173,7 +185,8 @@ impl Drop for AsyncSpan {
         // While unwinding, `run` has recorded the panic already.
         if !std::thread::panicking() {
             let cancelled = "cancelled: the future was dropped before it completed";
-            self.span.set_status(mlflow_tracing_core::SpanStatus::error(cancelled));
+            self.span
+                .set_status(mlflow_tracing_core::SpanStatus::error(cancelled));
         }
         self.span.end();
     }

@@ -18,7 +18,9 @@ static SPAN_LISTS: Mutex<Vec<Vec<SpanData>>> = Mutex::new(Vec::new());
 static ARENAS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An empty span list, recycled when one is available.

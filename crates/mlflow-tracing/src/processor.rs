@@ -17,7 +17,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_core::{JsonText, Span, SpanId, SpanStatusCode, Trace, TraceData, TraceInfo, TraceLocation, TraceState, keys};
+use mlflow_tracing_core::{
+    JsonText, Span, SpanId, SpanStatusCode, Trace, TraceData, TraceInfo, TraceLocation, TraceState,
+    keys,
+};
 
 use crate::config;
 use crate::export::Exporter;
@@ -53,7 +56,9 @@ static WARNED_FULL: AtomicBool = AtomicBool::new(false);
 static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn processor() -> &'static Arc<Processor> {
@@ -125,7 +130,11 @@ pub(crate) fn set_exporter(exporter: Option<Box<dyn Exporter>>, timeout: Duratio
 
 pub(crate) fn find(trace_id: &str) -> Option<Arc<Trace>> {
     let finished = lock(&processor().finished);
-    finished.iter().rev().find(|trace| trace.info.trace_id == trace_id).cloned()
+    finished
+        .iter()
+        .rev()
+        .find(|trace| trace.info.trace_id == trace_id)
+        .cloned()
 }
 
 struct Worker {
@@ -249,13 +258,16 @@ fn build_trace(finished: FinishedTrace) -> Trace {
             }
         }
     }
-    let location = TraceLocation::experiment(finished.experiment_id.unwrap_or_else(|| "0".to_owned()));
+    let location =
+        TraceLocation::experiment(finished.experiment_id.unwrap_or_else(|| "0".to_owned()));
     let mut info = TraceInfo::from_spans(trace_id, location, &spans);
     if finished.forced_error.is_some() {
         info.state = TraceState::Error;
     }
     for (key, value) in source_metadata() {
-        info.trace_metadata.entry((*key).to_owned()).or_insert_with(|| value.clone());
+        info.trace_metadata
+            .entry((*key).to_owned())
+            .or_insert_with(|| value.clone());
     }
     let updates = finished.updates;
     info.tags.extend(updates.tags);
@@ -267,7 +279,10 @@ fn build_trace(finished: FinishedTrace) -> Trace {
     if updates.response_preview.is_some() {
         info.response_preview = updates.response_preview;
     }
-    Trace { info, data: TraceData { spans } }
+    Trace {
+        info,
+        data: TraceData { spans },
+    }
 }
 
 /// `mlflow.source.name`, `mlflow.source.type` and `mlflow.user`, as the Python client records them.
@@ -276,12 +291,21 @@ fn source_metadata() -> &'static [(&'static str, String)] {
     SOURCE.get_or_init(|| {
         let program = std::env::current_exe()
             .ok()
-            .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .and_then(|path| {
+                path.file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
             .unwrap_or_default();
-        let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
-        [(keys::META_SOURCE_NAME, program), (keys::META_SOURCE_TYPE, "LOCAL".to_owned()), ("mlflow.user", user)]
-            .into_iter()
-            .filter(|(_, value)| !value.is_empty())
-            .collect()
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_default();
+        [
+            (keys::META_SOURCE_NAME, program),
+            (keys::META_SOURCE_TYPE, "LOCAL".to_owned()),
+            ("mlflow.user", user),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect()
     })
 }

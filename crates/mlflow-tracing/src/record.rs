@@ -166,7 +166,13 @@ impl Payload {
         match arena::take_scratch() {
             Some(scratch) => {
                 let start = scratch.len();
-                Self { bytes: scratch, start, in_scratch: true, limit: config::max_payload_bytes(), dropped: 0 }
+                Self {
+                    bytes: scratch,
+                    start,
+                    in_scratch: true,
+                    limit: config::max_payload_bytes(),
+                    dropped: 0,
+                }
             }
             None => Self::owned(config::max_payload_bytes()),
         }
@@ -174,7 +180,13 @@ impl Payload {
 
     /// An empty payload in a buffer of its own.
     pub(crate) fn owned(limit: usize) -> Self {
-        Self { bytes: Vec::new(), start: 0, in_scratch: false, limit, dropped: 0 }
+        Self {
+            bytes: Vec::new(),
+            start: 0,
+            in_scratch: false,
+            limit,
+            dropped: 0,
+        }
     }
 
     #[cfg(test)]
@@ -245,10 +257,18 @@ impl Payload {
     fn write_debug<T: Debug + ?Sized>(&mut self, value: &T) {
         // Three quarters of the payload limit leaves room for the marker and for escaping.
         let limit = (self.limit / 4 * 3).min(MAX_DEBUG_BYTES);
-        let mut text = LimitedString { text: String::new(), limit, counted: 0 };
+        let mut text = LimitedString {
+            text: String::new(),
+            limit,
+            counted: 0,
+        };
         let complete = write!(text, "{value:?}").is_ok();
         if text.counted > text.text.len() {
-            let size = if complete { OverflowSize::Exact(text.counted) } else { OverflowSize::AtLeast(text.counted) };
+            let size = if complete {
+                OverflowSize::Exact(text.counted)
+            } else {
+                OverflowSize::AtLeast(text.counted)
+            };
             let marked = truncated_text(&text.text, limit, size);
             self.write_json_string(&marked);
         } else {
@@ -272,7 +292,8 @@ impl Payload {
         if self.dropped > 0 {
             let kept = String::from_utf8_lossy(&self.bytes[self.start..]).into_owned();
             let size = OverflowSize::Exact(kept.len() + self.dropped);
-            let marked = serde_json::Value::String(truncated_text(&kept, self.limit, size)).to_string();
+            let marked =
+                serde_json::Value::String(truncated_text(&kept, self.limit, size)).to_string();
             self.bytes.truncate(self.start);
             self.bytes.extend_from_slice(marked.as_bytes());
         }
@@ -283,7 +304,10 @@ impl Payload {
             return arena::thread_payload(self.start, end);
         }
         let bytes = std::mem::take(&mut self.bytes);
-        PayloadText::Owned(String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
+        PayloadText::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        )
     }
 
     /// The finished payload as a string of its own.
@@ -318,7 +342,10 @@ fn truncated_text(text: &str, limit: usize, size: OverflowSize) -> String {
         OverflowSize::Exact(bytes) => format!("{bytes} bytes"),
         OverflowSize::AtLeast(bytes) => format!("more than {bytes} bytes"),
     };
-    format!("{}...[truncated by mlflow-tracing: original size {size_note}]", &text[..end])
+    format!(
+        "{}...[truncated by mlflow-tracing: original size {size_note}]",
+        &text[..end]
+    )
 }
 
 /// Encodes one value with the configured limit into a string of its own.
@@ -363,6 +390,8 @@ impl fmt::Write for LimitedString {
 }
 
 #[cfg(test)]
+// The extra borrows are the autoref specialization under test.
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
@@ -384,12 +413,21 @@ mod tests {
     #[test]
     fn serialize_wins_over_debug_and_debug_over_the_type_name() {
         let numbers = vec![1, 2];
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&numbers)).__record(out)), json!([1, 2]));
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&numbers)).__record(out)),
+            json!([1, 2])
+        );
         let debug_only = OnlyDebug { field: 3 };
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&debug_only)).__record(out)), json!("OnlyDebug { field: 3 }"));
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&debug_only)).__record(out)),
+            json!("OnlyDebug { field: 3 }")
+        );
         let opaque = Opaque;
         let recorded = record_one(1024, |out| (&&&&Arg(&opaque)).__record(out));
-        assert!(recorded.as_str().unwrap().ends_with("Opaque>"), "{recorded}");
+        assert!(
+            recorded.as_str().unwrap().ends_with("Opaque>"),
+            "{recorded}"
+        );
     }
 
     #[test]
@@ -411,7 +449,10 @@ mod tests {
         let recorded = record_one(1000, |out| (&&&&Arg(&big)).__record(out));
         let text = recorded.as_str().unwrap();
         assert!(text.len() < 1200, "{}", text.len());
-        assert!(text.contains("[truncated by mlflow-tracing: original size 10485762 bytes]"), "{text}");
+        assert!(
+            text.contains("[truncated by mlflow-tracing: original size 10485762 bytes]"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -426,35 +467,70 @@ mod tests {
         }
         let recorded = record_one(1000, |out| (&&&&Arg(&Endless)).__record(out));
         let text = recorded.as_str().unwrap();
-        let size: usize = text.split("more than ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().parse().unwrap();
+        let size: usize = text
+            .split("more than ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((3000..3100).contains(&size), "{text}");
     }
 
     #[test]
     fn non_finite_floats_and_non_json_strings_stay_valid_json() {
-        let recorded = record_one(1024, |out| (&&&&Arg(&vec![f64::NAN, 1.5, f64::INFINITY])).__record(out));
+        let recorded = record_one(1024, |out| {
+            (&&&&Arg(&vec![f64::NAN, 1.5, f64::INFINITY])).__record(out)
+        });
         assert_eq!(recorded, json!([null, 1.5, null]));
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&f64::NAN)).__record(out)), json!("NaN"));
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&f32::NEG_INFINITY)).__record(out)), json!("-inf"));
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&2.5_f64)).__record(out)), json!(2.5));
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&f64::NAN)).__record(out)),
+            json!("NaN")
+        );
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&f32::NEG_INFINITY)).__record(out)),
+            json!("-inf")
+        );
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&2.5_f64)).__record(out)),
+            json!(2.5)
+        );
         let not_json = "{not json";
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&not_json)).__record(out)), json!("{not json"));
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&not_json)).__record(out)),
+            json!("{not json")
+        );
     }
 
     #[test]
     fn outputs_record_the_ok_value_of_a_result() {
         let ok: Result<Vec<i32>, String> = Ok(vec![1]);
-        assert_eq!(record_one(1024, |out| (&&&&&OutArg(&ok)).__record_output(out)), json!([1]));
-        assert_eq!(record_one(1024, |out| (&&&&&OutArg(&"text")).__record_output(out)), json!("text"));
-        assert_eq!(record_one(1024, |out| (&&&&&OutArg(&f64::NAN)).__record_output(out)), json!("NaN"));
+        assert_eq!(
+            record_one(1024, |out| (&&&&&OutArg(&ok)).__record_output(out)),
+            json!([1])
+        );
+        assert_eq!(
+            record_one(1024, |out| (&&&&&OutArg(&"text")).__record_output(out)),
+            json!("text")
+        );
+        assert_eq!(
+            record_one(1024, |out| (&&&&&OutArg(&f64::NAN)).__record_output(out)),
+            json!("NaN")
+        );
         let debug_only = OnlyDebug { field: 1 };
-        assert_eq!(record_one(1024, |out| (&&&&&OutArg(&debug_only)).__record_output(out)), json!("OnlyDebug { field: 1 }"));
+        assert_eq!(
+            record_one(1024, |out| (&&&&&OutArg(&debug_only)).__record_output(out)),
+            json!("OnlyDebug { field: 1 }")
+        );
     }
 
     #[test]
     fn maps_serde_cannot_encode_fall_back_to_a_marker() {
         let mut map = std::collections::HashMap::new();
         map.insert(vec![1_u8], 2);
-        assert_eq!(record_one(1024, |out| (&&&&Arg(&map)).__record(out)), json!("<unserializable value>"));
+        assert_eq!(
+            record_one(1024, |out| (&&&&Arg(&map)).__record(out)),
+            json!("<unserializable value>")
+        );
     }
 }

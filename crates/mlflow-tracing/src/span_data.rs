@@ -6,7 +6,10 @@
 
 use std::borrow::Cow;
 
-use mlflow_tracing_core::{Attributes, JsonText, Span, SpanEvent, SpanId, SpanStatus, SpanStatusCode, SpanType, TraceId, keys};
+use mlflow_tracing_core::{
+    Attributes, JsonText, Span, SpanEvent, SpanId, SpanStatus, SpanStatusCode, SpanType, TraceId,
+    keys,
+};
 
 use crate::arena::PayloadText;
 
@@ -50,7 +53,11 @@ impl Extra {
         }
     }
 
-    pub(crate) fn move_payload_to_trace(&mut self, scratch: Option<&[u8]>, trace_arena: &mut Vec<u8>) {
+    pub(crate) fn move_payload_to_trace(
+        &mut self,
+        scratch: Option<&[u8]>,
+        trace_arena: &mut Vec<u8>,
+    ) {
         if let Extra::Attribute(_, payload) = self {
             payload.move_to_trace(scratch, trace_arena);
         }
@@ -81,7 +88,12 @@ impl SpanMutation {
 }
 
 impl SpanData {
-    pub(crate) fn new(span_id: SpanId, parent_id: Option<SpanId>, name: Text, span_type: Text) -> Self {
+    pub(crate) fn new(
+        span_id: SpanId,
+        parent_id: Option<SpanId>,
+        name: Text,
+        span_type: Text,
+    ) -> Self {
         SpanData {
             span_id,
             parent_id,
@@ -115,7 +127,11 @@ impl SpanData {
     }
 
     /// Copies the payloads still in the thread's scratch into the trace's arena.
-    pub(crate) fn move_payloads_to_trace(&mut self, scratch: Option<&[u8]>, trace_arena: &mut Vec<u8>) {
+    pub(crate) fn move_payloads_to_trace(
+        &mut self,
+        scratch: Option<&[u8]>,
+        trace_arena: &mut Vec<u8>,
+    ) {
         for payload in self.inputs.iter_mut().chain(self.outputs.iter_mut()) {
             payload.move_to_trace(scratch, trace_arena);
         }
@@ -134,11 +150,21 @@ impl SpanData {
     /// The model's span, with MLflow's reserved attributes in the order the Python client writes them.
     /// `request_id_json` is the trace id as JSON text, computed once per trace; `arena` holds the payloads;
     /// `extras` are this span's attributes, events and status message, oldest first.
-    pub(crate) fn into_span(self, trace_id: TraceId, request_id_json: &JsonText, arena: &[u8], extras: Vec<Extra>) -> Span {
+    pub(crate) fn into_span(
+        self,
+        trace_id: TraceId,
+        request_id_json: &JsonText,
+        arena: &[u8],
+        extras: Vec<Extra>,
+    ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
-        let mut attributes = Attributes::with_capacity(self.static_attributes.len() + extras.len() + 6);
+        let mut attributes =
+            Attributes::with_capacity(self.static_attributes.len() + extras.len() + 6);
         attributes.insert(keys::TRACE_REQUEST_ID.into(), request_id_json.clone());
-        attributes.insert(keys::SPAN_TYPE.into(), JsonText::from_raw(format!("\"{}\"", self.span_type)));
+        attributes.insert(
+            keys::SPAN_TYPE.into(),
+            JsonText::from_raw(format!("\"{}\"", self.span_type)),
+        );
         for (key, json) in self.static_attributes {
             attributes.insert((*key).to_owned(), JsonText::from_raw(*json));
         }
@@ -154,17 +180,29 @@ impl SpanData {
             }
         }
         if let Some(function_name) = self.function_name {
-            attributes.insert(keys::SPAN_FUNCTION_NAME.into(), JsonText::from_str_value(function_name));
+            attributes.insert(
+                keys::SPAN_FUNCTION_NAME.into(),
+                JsonText::from_str_value(function_name),
+            );
         }
         if let Some(inputs) = self.inputs {
-            attributes.insert(keys::SPAN_INPUTS.into(), JsonText::from_raw(inputs.into_owned(arena)));
+            attributes.insert(
+                keys::SPAN_INPUTS.into(),
+                JsonText::from_raw(inputs.into_owned(arena)),
+            );
         }
         if let Some(outputs) = self.outputs {
-            attributes.insert(keys::SPAN_OUTPUTS.into(), JsonText::from_raw(outputs.into_owned(arena)));
+            attributes.insert(
+                keys::SPAN_OUTPUTS.into(),
+                JsonText::from_raw(outputs.into_owned(arena)),
+            );
         }
         if !attributes.contains_key(keys::SPAN_LOG_LEVEL) {
             let level = span_type.default_log_level(self.status_code);
-            attributes.insert(keys::SPAN_LOG_LEVEL.into(), JsonText::from_raw(level.to_string()));
+            attributes.insert(
+                keys::SPAN_LOG_LEVEL.into(),
+                JsonText::from_raw(level.to_string()),
+            );
         }
         Span {
             trace_id,
@@ -173,7 +211,10 @@ impl SpanData {
             name: self.name.into_owned(),
             start_time_unix_nano: self.start_ns,
             end_time_unix_nano: (self.end_ns != 0).then_some(self.end_ns),
-            status: SpanStatus { code: self.status_code, message: status_message },
+            status: SpanStatus {
+                code: self.status_code,
+                message: status_message,
+            },
             attributes,
             events,
             links: Vec::new(),
@@ -188,12 +229,16 @@ pub(crate) fn find_attribute<'a>(
     key: &str,
     arena: &[u8],
 ) -> Option<String> {
-    let dynamic = extras
-        .rev().find_map(|extra| match extra {
+    let dynamic = extras.rev().find_map(|extra| match extra {
         Extra::Attribute(existing, json) if existing == key => Some(json.to_string_in(arena)),
         _ => None,
     });
-    dynamic.or_else(|| data.static_attributes.iter().find(|(existing, _)| *existing == key).map(|(_, json)| (*json).to_owned()))
+    dynamic.or_else(|| {
+        data.static_attributes
+            .iter()
+            .find(|(existing, _)| *existing == key)
+            .map(|(_, json)| (*json).to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -203,7 +248,11 @@ mod tests {
     #[test]
     fn span_data_stays_small() {
         // The per-span memory target is 300 bytes before payloads; keep the fixed part well under it.
-        assert!(std::mem::size_of::<SpanData>() <= 176, "{}", std::mem::size_of::<SpanData>());
+        assert!(
+            std::mem::size_of::<SpanData>() <= 176,
+            "{}",
+            std::mem::size_of::<SpanData>()
+        );
     }
 
     #[test]
@@ -211,7 +260,12 @@ mod tests {
         let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into());
         data.function_name = Some("run_agent");
         data.static_attributes = &[("team", "\"rust\"")];
-        assert!(data.apply(SpanMutation::Inputs(PayloadText::Owned(r#"{"q":"hi"}"#.into()))).is_none());
+        assert!(
+            data.apply(SpanMutation::Inputs(PayloadText::Owned(
+                r#"{"q":"hi"}"#.into()
+            )))
+            .is_none()
+        );
         let extras: Vec<_> = [
             SpanMutation::Attribute("model".into(), PayloadText::Static("\"gpt\"")),
             SpanMutation::Attribute("model".into(), PayloadText::Owned("\"gpt-4o\"".into())),
@@ -221,11 +275,24 @@ mod tests {
         .collect();
         data.end_at(data.start_ns + 10);
         let trace_id = TraceId([2; 16]);
-        let span = data.into_span(trace_id, &JsonText::from_str_value(&trace_id.to_mlflow()), &[], extras);
+        let span = data.into_span(
+            trace_id,
+            &JsonText::from_str_value(&trace_id.to_mlflow()),
+            &[],
+            extras,
+        );
         let keys: Vec<_> = span.attributes.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            [keys::TRACE_REQUEST_ID, keys::SPAN_TYPE, "team", "model", keys::SPAN_FUNCTION_NAME, keys::SPAN_INPUTS, keys::SPAN_LOG_LEVEL]
+            [
+                keys::TRACE_REQUEST_ID,
+                keys::SPAN_TYPE,
+                "team",
+                "model",
+                keys::SPAN_FUNCTION_NAME,
+                keys::SPAN_INPUTS,
+                keys::SPAN_LOG_LEVEL
+            ]
         );
         assert_eq!(span.attributes["model"].as_str(), "\"gpt-4o\"");
         assert_eq!(span.attributes[keys::SPAN_TYPE].as_str(), "\"AGENT\"");

@@ -30,7 +30,12 @@ struct Chunks {
 
 impl Chunks {
     fn new(span: LiveSpan) -> Self {
-        Chunks { span, count: 0, outputs: String::from("["), ended: false }
+        Chunks {
+            span,
+            count: 0,
+            outputs: String::from("["),
+            ended: false,
+        }
     }
 
     fn record<T: Serialize>(&mut self, item: &T) {
@@ -42,9 +47,15 @@ impl Chunks {
             self.outputs.push(',');
         }
         self.outputs.push_str(&json);
-        let attributes = [(keys::CHUNK_VALUE.to_owned(), Value::String(json))].into_iter().collect();
+        let attributes = [(keys::CHUNK_VALUE.to_owned(), Value::String(json))]
+            .into_iter()
+            .collect();
         let name = format!("{}{}", keys::CHUNK_EVENT_PREFIX, self.count);
-        self.span.mutate(SpanMutation::Event(SpanEvent { name, time_unix_nano: crate::clock::now_ns(), attributes }));
+        self.span.mutate(SpanMutation::Event(SpanEvent {
+            name,
+            time_unix_nano: crate::clock::now_ns(),
+            attributes,
+        }));
         self.count += 1;
     }
 
@@ -54,7 +65,10 @@ impl Chunks {
         }
         self.ended = true;
         self.outputs.push(']');
-        self.span.mutate(SpanMutation::Outputs(PayloadText::Owned(std::mem::take(&mut self.outputs))));
+        self.span
+            .mutate(SpanMutation::Outputs(PayloadText::Owned(std::mem::take(
+                &mut self.outputs,
+            ))));
         self.span.end();
     }
 
@@ -102,7 +116,10 @@ where
     I: IntoIterator,
     I::Item: Serialize,
 {
-    TracedIter { inner: iter.into_iter(), chunks: Chunks::new(span.start_detached(None)) }
+    TracedIter {
+        inner: iter.into_iter(),
+        chunks: Chunks::new(span.start_detached(None)),
+    }
 }
 
 impl<I> Iterator for TracedIter<I>
@@ -131,7 +148,9 @@ pub struct TracedStream<S> {
 
 impl<S> std::fmt::Debug for TracedStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TracedStream").field("chunks", &self.chunks).finish_non_exhaustive()
+        f.debug_struct("TracedStream")
+            .field("chunks", &self.chunks)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,7 +161,10 @@ where
     S: Stream,
     S::Item: Serialize,
 {
-    TracedStream { inner: Box::pin(stream), chunks: Chunks::new(span.start_detached(None)) }
+    TracedStream {
+        inner: Box::pin(stream),
+        chunks: Chunks::new(span.start_detached(None)),
+    }
 }
 
 impl<S> Stream for TracedStream<S>

@@ -76,18 +76,25 @@ pub(crate) struct FinishedTrace {
     pub(crate) forced_error: Option<String>,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<TraceId, Arc<OpenTrace>>>> = LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<TraceId, Arc<OpenTrace>>>> =
+    LazyLock::new(Default::default);
 static LATE_SPANS: AtomicU64 = AtomicU64::new(0);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-written (every critical section
     // is a push or a map operation), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl OpenTrace {
     /// Opens a trace and registers it.
-    pub(crate) fn open(trace_id: TraceId, root_span_id: SpanId, experiment_id: Option<String>) -> Arc<OpenTrace> {
+    pub(crate) fn open(
+        trace_id: TraceId,
+        root_span_id: SpanId,
+        experiment_id: Option<String>,
+    ) -> Arc<OpenTrace> {
         let trace = Arc::new(OpenTrace {
             trace_id,
             experiment_id,
@@ -116,7 +123,11 @@ impl OpenTrace {
 
     /// Records a span that ended on this thread's stack, taking it from its frame; ending the root
     /// completes the trace.
-    pub(crate) fn finish_span_from(&self, slot: &mut Option<SpanData>, extras: Vec<(SpanId, Extra)>) {
+    pub(crate) fn finish_span_from(
+        &self,
+        slot: &mut Option<SpanData>,
+        extras: Vec<(SpanId, Extra)>,
+    ) {
         let Some(data) = slot.as_mut() else {
             return;
         };
@@ -130,7 +141,12 @@ impl OpenTrace {
             return;
         }
         if body.finished.len() < config::max_spans_per_trace() {
-            let TraceBody { arena, finished, extras: trace_extras, .. } = &mut *body;
+            let TraceBody {
+                arena,
+                finished,
+                extras: trace_extras,
+                ..
+            } = &mut *body;
             let mut extras = extras;
             let moved = crate::arena::with_scratch(|scratch| {
                 data.move_payloads_to_trace(Some(scratch), arena);
@@ -177,10 +193,15 @@ impl OpenTrace {
         let mut body = lock(&self.body);
         let Some(mut data) = body.open.remove(&span_id) else {
             let already_ended = body.finished.iter().any(|span| span.span_id == span_id);
-            return Err(if already_ended { EndError::AlreadyEnded } else { EndError::NotFound });
+            return Err(if already_ended {
+                EndError::AlreadyEnded
+            } else {
+                EndError::NotFound
+            });
         };
         let extras = end(&mut data);
-        body.extras.extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
+        body.extras
+            .extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
         let is_root = span_id == self.root_span_id;
         body.finished.push(data);
         if is_root {
@@ -196,8 +217,19 @@ impl OpenTrace {
             return;
         }
         let mutation = mutation.detach();
-        let TraceBody { open, finished, pending, extras, .. } = &mut *body;
-        let data = open.get_mut(&span_id).or_else(|| finished.iter_mut().rev().find(|span| span.span_id == span_id));
+        let TraceBody {
+            open,
+            finished,
+            pending,
+            extras,
+            ..
+        } = &mut *body;
+        let data = open.get_mut(&span_id).or_else(|| {
+            finished
+                .iter_mut()
+                .rev()
+                .find(|span| span.span_id == span_id)
+        });
         match data {
             Some(data) => extras.extend(data.apply(mutation).map(|extra| (span_id, extra))),
             None => pending.push((span_id, mutation)),
@@ -273,14 +305,20 @@ pub(crate) fn finish_timed_out_traces() {
     let Some(timeout) = config::trace_timeout() else {
         return;
     };
-    let expired: Vec<Arc<OpenTrace>> =
-        lock(&REGISTRY).values().filter(|trace| trace.opened_at.elapsed() >= timeout).cloned().collect();
+    let expired: Vec<Arc<OpenTrace>> = lock(&REGISTRY)
+        .values()
+        .filter(|trace| trace.opened_at.elapsed() >= timeout)
+        .cloned()
+        .collect();
     for trace in expired {
         let body = lock(&trace.body);
         if trace.is_completed() {
             continue;
         }
         log::warn!(trace_id:% = trace.trace_id.to_mlflow(), timeout_ms = timeout.as_millis(); "trace timed out; finishing it with state ERROR");
-        trace.complete(body, Some(format!("trace timed out after {} ms", timeout.as_millis())));
+        trace.complete(
+            body,
+            Some(format!("trace timed out after {} ms", timeout.as_millis())),
+        );
     }
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use mlflow_tracing::core::keys;
 use mlflow_tracing::{
-    Context, FutureExt, SpanStatus, SpanStatusCode, SpanType, Trace, TraceState, TraceUpdate, get_current_active_span,
-    get_last_active_trace_id_in_thread, get_trace, span, start_span, trace, trace_call, trace_iter, update_current_trace,
-    with_span,
+    Context, FutureExt, SpanStatus, SpanStatusCode, SpanType, Trace, TraceState, TraceUpdate,
+    get_current_active_span, get_last_active_trace_id_in_thread, get_trace, span, start_span,
+    trace, trace_call, trace_iter, update_current_trace, with_span,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -18,11 +18,21 @@ fn last_trace() -> Arc<Trace> {
 }
 
 fn span_named<'a>(trace: &'a Trace, name: &str) -> &'a mlflow_tracing::core::Span {
-    trace.data.spans.iter().find(|span| span.name == name).unwrap_or_else(|| panic!("no span {name}"))
+    trace
+        .data
+        .spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| panic!("no span {name}"))
 }
 
 fn names(trace: &Trace) -> Vec<&str> {
-    trace.data.spans.iter().map(|span| span.name.as_str()).collect()
+    trace
+        .data
+        .spans
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect()
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -33,7 +43,12 @@ struct Document {
 
 #[trace(span_type = "RETRIEVER")]
 fn retrieve(query: &str, k: usize) -> Vec<Document> {
-    (0..k as u32).map(|id| Document { id, text: format!("doc {id} about {query}") }).collect()
+    (0..k as u32)
+        .map(|id| Document {
+            id,
+            text: format!("doc {id} about {query}"),
+        })
+        .collect()
 }
 
 #[trace(name = "pipeline", span_type = "CHAIN", attributes(team = "rust", n = 3, ratio = -0.5, "dotted.key" = true))]
@@ -52,17 +67,32 @@ fn decorated_functions_record_inputs_outputs_and_nesting() {
     let child = span_named(&trace, "retrieve");
     assert_eq!(child.parent_id, Some(root.span_id));
     assert_eq!(child.trace_id, root.trace_id);
-    assert_eq!(root.inputs(), Some(json!({"question": "what is mlflow?", "k": 2})));
-    assert_eq!(root.outputs(), Some(json!("answer to what is mlflow? using 2 docs")));
+    assert_eq!(
+        root.inputs(),
+        Some(json!({"question": "what is mlflow?", "k": 2}))
+    );
+    assert_eq!(
+        root.outputs(),
+        Some(json!("answer to what is mlflow? using 2 docs"))
+    );
     assert_eq!(root.span_type(), SpanType::Chain);
     assert_eq!(root.attribute("team"), Some(json!("rust")));
     assert_eq!(root.attribute("n"), Some(json!(3)));
     assert_eq!(root.attribute("ratio"), Some(json!(-0.5)));
     assert_eq!(root.attribute("dotted.key"), Some(json!(true)));
-    assert_eq!(root.attribute(keys::SPAN_FUNCTION_NAME), Some(json!("pipeline")));
+    assert_eq!(
+        root.attribute(keys::SPAN_FUNCTION_NAME),
+        Some(json!("pipeline"))
+    );
     assert_eq!(child.span_type(), SpanType::Retriever);
-    assert_eq!(child.inputs(), Some(json!({"query": "what is mlflow?", "k": 2})));
-    assert_eq!(child.outputs().unwrap()[1], json!({"id": 1, "text": "doc 1 about what is mlflow?"}));
+    assert_eq!(
+        child.inputs(),
+        Some(json!({"query": "what is mlflow?", "k": 2}))
+    );
+    assert_eq!(
+        child.outputs().unwrap()[1],
+        json!({"id": 1, "text": "doc 1 about what is mlflow?"})
+    );
     assert!(child.start_time_unix_nano >= root.start_time_unix_nano);
     assert!(child.end_time_unix_nano <= root.end_time_unix_nano);
 
@@ -71,9 +101,18 @@ fn decorated_functions_record_inputs_outputs_and_nesting() {
     assert_eq!(info.state, TraceState::Ok);
     assert_eq!(info.tags[keys::TAG_TRACE_NAME], "pipeline");
     assert_eq!(info.trace_metadata[keys::META_SCHEMA_VERSION], "3");
-    assert_eq!(info.request_preview.as_deref(), Some(r#"{"question":"what is mlflow?","k":2}"#));
-    assert_eq!(info.response_preview.as_deref(), Some(r#""answer to what is mlflow? using 2 docs""#));
-    assert_eq!(root.attribute(keys::TRACE_REQUEST_ID), Some(json!(info.trace_id)));
+    assert_eq!(
+        info.request_preview.as_deref(),
+        Some(r#"{"question":"what is mlflow?","k":2}"#)
+    );
+    assert_eq!(
+        info.response_preview.as_deref(),
+        Some(r#""answer to what is mlflow? using 2 docs""#)
+    );
+    assert_eq!(
+        root.attribute(keys::TRACE_REQUEST_ID),
+        Some(json!(info.trace_id))
+    );
 }
 
 #[derive(Debug)]
@@ -122,13 +161,19 @@ fn methods_generics_and_skips_record_what_they_can() {
     let inputs = span.inputs().unwrap();
     assert_eq!(inputs["prompt"], json!("hey"));
     assert_eq!(inputs["settings"], json!("OnlyDebug { level: 2 }"));
-    assert!(inputs["secret"].as_str().unwrap().ends_with("Opaque>"), "{inputs}");
+    assert!(
+        inputs["secret"].as_str().unwrap().ends_with("Opaque>"),
+        "{inputs}"
+    );
     assert!(inputs.get("self").is_none());
     assert_eq!(span.outputs(), Some(json!(4)));
 
     let mut agent = Agent { model: "m".into() };
     assert_eq!(agent.call("sk-123", "q"), "Q");
-    assert_eq!(last_trace().data.spans[0].inputs(), Some(json!({"question": "q"})));
+    assert_eq!(
+        last_trace().data.spans[0].inputs(),
+        Some(json!({"question": "q"}))
+    );
     assert_eq!(agent.hidden(5), 5);
     assert_eq!(last_trace().data.spans[0].inputs(), Some(json!({})));
 
@@ -148,7 +193,10 @@ struct ToolError {
 
 #[trace(span_type = "TOOL")]
 fn parse_tool(input: &str) -> Result<i64, ToolError> {
-    input.parse::<i64>().map_err(|cause| ToolError { input: input.to_owned(), cause })
+    input.parse::<i64>().map_err(|cause| ToolError {
+        input: input.to_owned(),
+        cause,
+    })
 }
 
 #[trace]
@@ -161,7 +209,10 @@ fn failing_agent(input: &str) -> Result<i64, ToolError> {
 fn errors_become_error_status_and_exception_events() {
     assert_eq!(failing_agent("21").unwrap(), 42);
     let ok_trace = last_trace();
-    assert_eq!(span_named(&ok_trace, "parse_tool").outputs(), Some(json!(21)));
+    assert_eq!(
+        span_named(&ok_trace, "parse_tool").outputs(),
+        Some(json!(21))
+    );
 
     assert!(failing_agent("x").is_err());
     let trace = last_trace();
@@ -175,9 +226,15 @@ fn errors_become_error_status_and_exception_events() {
     let event = &tool.events[0];
     assert_eq!(event.name, "exception");
     assert_eq!(event.attributes["exception.type"], json!("ToolError"));
-    assert_eq!(event.attributes["exception.message"], json!("tool failed for x"));
+    assert_eq!(
+        event.attributes["exception.message"],
+        json!("tool failed for x")
+    );
     let stacktrace = event.attributes["exception.stacktrace"].as_str().unwrap();
-    assert!(stacktrace.contains("invalid digit found in string"), "{stacktrace}");
+    assert!(
+        stacktrace.contains("invalid digit found in string"),
+        "{stacktrace}"
+    );
     assert_eq!(tool.attribute(keys::SPAN_LOG_LEVEL), Some(json!(40)));
 }
 
@@ -198,15 +255,24 @@ fn a_panic_marks_the_spans_failed_and_keeps_unwinding() {
     assert_eq!(trace.info.state, TraceState::Error);
     for span in &trace.data.spans {
         assert_eq!(span.status.code, SpanStatusCode::Error, "{}", span.name);
-        assert_eq!(span.events[0].attributes["exception.message"], json!("tool exploded"));
+        assert_eq!(
+            span.events[0].attributes["exception.message"],
+            json!("tool exploded")
+        );
     }
-    assert!(get_current_active_span().is_none(), "the stack is clean after the panic");
+    assert!(
+        get_current_active_span().is_none(),
+        "the stack is clean after the panic"
+    );
 }
 
 #[test]
 fn start_span_guards_nest_and_carry_everything_set_on_them() {
     {
-        let root = span("conversation").span_type(SpanType::Agent).inputs(&json!({"q": "hi"})).start();
+        let root = span("conversation")
+            .span_type(SpanType::Agent)
+            .inputs(&json!({"q": "hi"}))
+            .start();
         root.set_attribute("user_tier", &"gold");
         {
             let step = start_span("step");
@@ -225,11 +291,18 @@ fn start_span_guards_nest_and_carry_everything_set_on_them() {
             span.set_status(SpanStatus::error("bad answer"));
         });
         assert!(update_current_trace(
-            TraceUpdate::new().tag("env", "test").session_id("sess-1").user("alice").metadata("custom.meta", "m1")
+            TraceUpdate::new()
+                .tag("env", "test")
+                .session_id("sess-1")
+                .user("alice")
+                .metadata("custom.meta", "m1")
         ));
         root.set_outputs(&"bye");
     }
-    assert!(!update_current_trace(TraceUpdate::new().tag("late", "x")), "no trace is current any more");
+    assert!(
+        !update_current_trace(TraceUpdate::new().tag("late", "x")),
+        "no trace is current any more"
+    );
     let trace = last_trace();
     assert_eq!(names(&trace), ["conversation", "step", "closure"]);
     let step = span_named(&trace, "step");
@@ -238,16 +311,26 @@ fn start_span_guards_nest_and_carry_everything_set_on_them() {
     assert_eq!(step.outputs(), Some(json!("set through the handle")));
     assert_eq!(step.events[0].name, "thinking");
     assert_eq!(step.events[0].attributes["step"], json!(1));
-    assert_eq!((step.attribute("a"), step.attribute("b")), (Some(json!(1)), Some(json!(2))));
+    assert_eq!(
+        (step.attribute("a"), step.attribute("b")),
+        (Some(json!(1)), Some(json!(2)))
+    );
     let closure = span_named(&trace, "closure");
-    assert_eq!((closure.status.code, closure.status.message.as_str()), (SpanStatusCode::Error, "bad answer"));
+    assert_eq!(
+        (closure.status.code, closure.status.message.as_str()),
+        (SpanStatusCode::Error, "bad answer")
+    );
     let root = span_named(&trace, "conversation");
     assert_eq!(root.attribute("user_tier"), Some(json!("gold")));
     assert_eq!(trace.info.tags["env"], "test");
     assert_eq!(trace.info.trace_metadata[keys::META_SESSION], "sess-1");
     assert_eq!(trace.info.trace_metadata[keys::META_USER], "alice");
     assert_eq!(trace.info.trace_metadata["custom.meta"], "m1");
-    assert_eq!(trace.info.state, TraceState::Ok, "a failed child does not fail the trace");
+    assert_eq!(
+        trace.info.state,
+        TraceState::Ok,
+        "a failed child does not fail the trace"
+    );
 }
 
 fn external_score(truth: &[i32], predicted: &[i32]) -> f64 {
@@ -273,7 +356,10 @@ fn trace_call_wraps_functions_and_methods_you_do_not_own() {
     assert!((score - 2.0 / 3.0).abs() < 1e-9);
     let span = &last_trace().data.spans[0];
     assert_eq!(span.name, "external_score");
-    assert_eq!(span.inputs(), Some(json!({"&truth": [1, 0, 1], "arg1": [1, 1, 1]})));
+    assert_eq!(
+        span.inputs(),
+        Some(json!({"&truth": [1, 0, 1], "arg1": [1, 1, 1]}))
+    );
     assert_eq!(span.outputs().unwrap().as_f64().unwrap(), score);
 
     let client = LlmClient;
@@ -281,7 +367,10 @@ fn trace_call_wraps_functions_and_methods_you_do_not_own() {
     let completion = trace_call!(span_type = "LLM", client.complete(&prompt)).unwrap();
     assert_eq!(completion, "echo: hello");
     let span = &last_trace().data.spans[0];
-    assert_eq!((span.name.as_str(), span.span_type()), ("complete", SpanType::Llm));
+    assert_eq!(
+        (span.name.as_str(), span.span_type()),
+        ("complete", SpanType::Llm)
+    );
     assert_eq!(span.outputs(), Some(json!("echo: hello")));
 
     assert!(trace_call!(client.complete("")).is_err());
@@ -293,18 +382,31 @@ fn trace_call_wraps_functions_and_methods_you_do_not_own() {
 fn iterators_record_chunks_as_events_and_outputs_as_the_list() {
     {
         let _root = start_span("stream-root");
-        let tokens: Vec<String> = trace_iter(span("generate").span_type(SpanType::Llm), ["Hel", "lo"].map(String::from))
-            .map(|token| token.to_uppercase())
-            .collect();
+        let tokens: Vec<String> = trace_iter(
+            span("generate").span_type(SpanType::Llm),
+            ["Hel", "lo"].map(String::from),
+        )
+        .map(|token| token.to_uppercase())
+        .collect();
         assert_eq!(tokens, ["HEL", "LO"]);
     }
     let trace = last_trace();
     let generate = span_named(&trace, "generate");
-    assert_eq!(generate.parent_id, Some(span_named(&trace, "stream-root").span_id));
+    assert_eq!(
+        generate.parent_id,
+        Some(span_named(&trace, "stream-root").span_id)
+    );
     assert_eq!(generate.outputs(), Some(json!(["Hel", "lo"])));
-    let event_names: Vec<_> = generate.events.iter().map(|event| event.name.as_str()).collect();
+    let event_names: Vec<_> = generate
+        .events
+        .iter()
+        .map(|event| event.name.as_str())
+        .collect();
     assert_eq!(event_names, ["mlflow.chunk.item.0", "mlflow.chunk.item.1"]);
-    assert_eq!(generate.events[1].attributes[keys::CHUNK_VALUE], json!("\"lo\""));
+    assert_eq!(
+        generate.events[1].attributes[keys::CHUNK_VALUE],
+        json!("\"lo\"")
+    );
 }
 
 #[test]
@@ -320,7 +422,9 @@ fn context_carries_the_parent_into_threads_scopes_and_pools() {
                 }))
             })
             .collect();
-        handles.into_iter().for_each(|handle| handle.join().unwrap());
+        handles
+            .into_iter()
+            .for_each(|handle| handle.join().unwrap());
         std::thread::scope(|scope| {
             scope.spawn(Context::current().wrap(|| {
                 let _span = start_span("scoped");
@@ -338,7 +442,13 @@ fn context_carries_the_parent_into_threads_scopes_and_pools() {
     for name in ["worker-0", "worker-1", "worker-2", "scoped", "spawned"] {
         assert_eq!(span_named(&trace, name).parent_id, Some(root_id), "{name}");
     }
-    let worker_ids: Vec<_> = trace.data.spans.iter().filter(|span| span.name.starts_with("worker")).map(|span| span.span_id).collect();
+    let worker_ids: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name.starts_with("worker"))
+        .map(|span| span.span_id)
+        .collect();
     for inner in trace.data.spans.iter().filter(|span| span.name == "inner") {
         assert!(worker_ids.contains(&inner.parent_id.unwrap()));
     }
@@ -368,7 +478,9 @@ async fn slow_tool(name: String, delay_ms: u64) -> String {
 async fn async_agent(question: &str) -> Vec<String> {
     let first = slow_tool("search".into(), 5).await;
     let (second, third) = tokio::join!(slow_tool("calc".into(), 3), slow_tool("lookup".into(), 1));
-    let spawned = tokio::spawn(slow_tool("background".into(), 2).in_current_trace()).await.unwrap();
+    let spawned = tokio::spawn(slow_tool("background".into(), 2).in_current_trace())
+        .await
+        .unwrap();
     vec![question.to_owned(), first, second, third, spawned]
 }
 
@@ -382,16 +494,33 @@ async fn async_spans_nest_across_awaits_joins_and_spawns() {
     assert!(root.is_root());
     assert_eq!(root.inputs(), Some(json!({"question": "why?"})));
     assert_eq!(root.outputs().unwrap()[4], json!("background done"));
-    let tools: Vec<_> = trace.data.spans.iter().filter(|span| span.name == "slow_tool").collect();
+    let tools: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == "slow_tool")
+        .collect();
     assert_eq!(tools.len(), 4);
     for tool in &tools {
         assert_eq!(tool.parent_id, Some(root.span_id));
-        assert!(tool.duration_ns().unwrap() >= 1_000_000, "the span covers the await");
+        assert!(
+            tool.duration_ns().unwrap() >= 1_000_000,
+            "the span covers the await"
+        );
     }
-    let steps: Vec<_> = trace.data.spans.iter().filter(|span| span.name == "tool-step").collect();
+    let steps: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == "tool-step")
+        .collect();
     assert_eq!(steps.len(), 4);
     for step in steps {
-        assert!(tools.iter().any(|tool| Some(tool.span_id) == step.parent_id));
+        assert!(
+            tools
+                .iter()
+                .any(|tool| Some(tool.span_id) == step.parent_id)
+        );
     }
 }
 
@@ -404,7 +533,12 @@ fn bad_payloads_are_recorded_sensibly() {
     }
     odd_inputs(f64::NAN, f32::INFINITY, "{not json", vec![1.0, f64::NAN]);
     let span = &last_trace().data.spans[0];
-    assert_eq!(span.inputs(), Some(json!({"nan": "NaN", "infinite": "inf", "not_json": "{not json", "nested": [1.0, null]})));
+    assert_eq!(
+        span.inputs(),
+        Some(
+            json!({"nan": "NaN", "infinite": "inf", "not_json": "{not json", "nested": [1.0, null]})
+        )
+    );
     assert_eq!(span.outputs(), Some(json!("NaN")));
 
     #[trace]
@@ -415,7 +549,11 @@ fn bad_payloads_are_recorded_sensibly() {
     let trace = last_trace();
     let inputs = trace.data.spans[0].attributes[keys::SPAN_INPUTS].as_str();
     assert!(inputs.len() < 1_100_000, "{}", inputs.len());
-    assert!(inputs.contains("[truncated by mlflow-tracing: original size 10485771 bytes]"), "{}", &inputs[inputs.len() - 100..]);
+    assert!(
+        inputs.contains("[truncated by mlflow-tracing: original size 10485771 bytes]"),
+        "{}",
+        &inputs[inputs.len() - 100..]
+    );
     assert!(serde_json::from_str::<Value>(inputs).is_ok());
 }
 
@@ -437,13 +575,19 @@ fn self_referencing_debug_output_is_cut_off() {
                 let _ = node;
                 1
             }
-            let node = std::rc::Rc::new(Node { next: std::cell::RefCell::new(None) });
+            let node = std::rc::Rc::new(Node {
+                next: std::cell::RefCell::new(None),
+            });
             *node.next.borrow_mut() = Some(node.clone());
             takes_cycle(node.clone());
             *node.next.borrow_mut() = None;
             let inputs = last_trace().data.spans[0].inputs().unwrap();
             let text = inputs["node"].as_str().unwrap();
-            assert!(text.starts_with("Node { next: RefCell { value: Some(Node"), "{}", &text[..60]);
+            assert!(
+                text.starts_with("Node { next: RefCell { value: Some(Node"),
+                "{}",
+                &text[..60]
+            );
             assert!(text.contains("[truncated by mlflow-tracing: original size more than"));
         })
         .unwrap()

@@ -240,7 +240,6 @@ fn key_value(key: &str, value: &Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(json_to_any_value(value)),
-        ..KeyValue::default()
     }
 }
 
