@@ -78,6 +78,17 @@ impl PayloadText {
         }
     }
 
+    /// The text on the export thread: scratch ranges are read from the scratch buffer the trace's root
+    /// thread handed over.
+    pub(crate) fn resolve(self, trace_arena: &[u8], root_scratch: &[u8]) -> String {
+        match self {
+            PayloadText::Owned(text) => text,
+            PayloadText::Static(text) => text.to_owned(),
+            PayloadText::Trace(start, end) => text_of(trace_arena, start, end).to_owned(),
+            PayloadText::Thread(start, end) => text_of(root_scratch, start, end).to_owned(),
+        }
+    }
+
     /// Makes a scratch range a string of its own, for a span that leaves this thread's stack.
     pub(crate) fn detach(self) -> PayloadText {
         match self {
@@ -148,6 +159,22 @@ pub(crate) fn release_scratch(mark: u32) {
             *scratch = Vec::new();
         }
     });
+}
+
+/// Hands this thread's scratch buffer to a trace whose root ended: the payloads of its spans that ended on
+/// this thread are read from it on the export thread. With `mark == 0` (the usual case: the root was the
+/// bottom of the stack) the buffer itself moves and the thread gets a recycled one.
+pub(crate) fn take_whole_scratch(mark: u32) -> Vec<u8> {
+    with_scratch(|scratch| {
+        if mark == 0 {
+            std::mem::replace(scratch, crate::pool::arena())
+        } else {
+            let copy = scratch.clone();
+            scratch.truncate(mark as usize);
+            copy
+        }
+    })
+    .unwrap_or_default()
 }
 
 /// A range of the scratch buffer as a payload.

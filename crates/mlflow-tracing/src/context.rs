@@ -38,6 +38,8 @@ pub(crate) struct Frame {
     pub(crate) arena_mark: u32,
     /// Length of the thread's extras list when the frame was pushed.
     pub(crate) extras_mark: u32,
+    /// Whether the root span of this frame's trace is on this thread's stack (this frame or below it).
+    pub(crate) root_here: bool,
 }
 
 thread_local! {
@@ -209,6 +211,7 @@ impl Context {
                 data: None,
                 arena_mark: u32::MAX,
                 extras_mark: u32::MAX,
+                root_here: false,
             });
         });
         ContextGuard {

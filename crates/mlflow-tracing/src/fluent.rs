@@ -270,12 +270,12 @@ pub(crate) fn enter(
     }
     let span_id = ids::new_span_id();
     let state = with_stack(|stack| {
-        let (trace, parent_id) = match current_parent(stack) {
-            Parent::Unsampled => None,
-            Parent::Span(trace, parent_id) => Some((trace, Some(parent_id))),
-            Parent::None => open_sampled_trace(span_id, experiment_id).map(|trace| (trace, None)),
-        }
-        .unzip();
+        let parent_root_here = stack.last().is_some_and(|frame| frame.root_here);
+        let (trace, parent_id, root_here) = match current_parent(stack) {
+            Parent::Unsampled => (None, None, false),
+            Parent::Span(trace, parent_id) => (Some(trace), Some(parent_id), parent_root_here),
+            Parent::None => (open_sampled_trace(span_id, experiment_id), None, true),
+        };
         let Some(trace) = trace else {
             let frame = Frame {
                 trace: None,
@@ -284,11 +284,11 @@ pub(crate) fn enter(
                 data: None,
                 arena_mark: u32::MAX,
                 extras_mark: u32::MAX,
+                root_here: false,
             };
             stack.push(frame);
             return GuardState::Unsampled;
         };
-        let parent_id = parent_id.flatten();
         let arena_mark = arena::scratch_mark();
         let extras_mark = extras_mark();
         stack.push(Frame {
@@ -298,6 +298,7 @@ pub(crate) fn enter(
             data: Some(make(span_id, parent_id)),
             arena_mark,
             extras_mark,
+            root_here,
         });
         GuardState::Recording
     });
@@ -538,11 +539,23 @@ impl SpanGuard {
                 }
                 data.end_at(end_ns);
                 let extras = take_extras(span_id, frame.extras_mark, is_top);
-                trace.finish_span_from(&mut frame.data, extras);
+                let keep_in_scratch = frame.root_here;
+                let root_scratch = if keep_in_scratch && data.parent_id.is_none() {
+                    arena::take_whole_scratch(arena_mark)
+                } else {
+                    Vec::new()
+                };
+                trace.finish_span_from(&mut frame.data, extras, keep_in_scratch, root_scratch);
             }
+            // A span whose payloads stayed in the scratch (its root is below it) must not release them.
+            let release = !frame.root_here;
             if is_top {
                 stack.truncate(position);
-                arena::release_scratch(if stack.is_empty() { 0 } else { arena_mark });
+                if stack.is_empty() {
+                    arena::release_scratch(0);
+                } else if release {
+                    arena::release_scratch(arena_mark);
+                }
             } else {
                 stack.remove(position);
             }

@@ -36,7 +36,8 @@ pub(crate) fn arena() -> Vec<u8> {
 /// Gives back a span list whose spans were taken.
 pub(crate) fn recycle_span_list(mut spans: Vec<SpanData>) {
     spans.clear();
-    if spans.capacity() * std::mem::size_of::<SpanData>() <= MAX_POOLED_BYTES {
+    let bytes = spans.capacity() * std::mem::size_of::<SpanData>();
+    if bytes > 0 && bytes <= MAX_POOLED_BYTES {
         let mut pool = lock(&SPAN_LISTS);
         if pool.len() < MAX_POOLED {
             pool.push(spans);
@@ -47,7 +48,7 @@ pub(crate) fn recycle_span_list(mut spans: Vec<SpanData>) {
 /// Gives back a payload arena that was read.
 pub(crate) fn recycle_arena(mut arena: Vec<u8>) {
     arena.clear();
-    if arena.capacity() <= MAX_POOLED_BYTES {
+    if arena.capacity() > 0 && arena.capacity() <= MAX_POOLED_BYTES {
         let mut pool = lock(&ARENAS);
         if pool.len() < MAX_POOLED {
             pool.push(arena);

@@ -236,6 +236,7 @@ fn build_trace(finished: FinishedTrace) -> Trace {
     let trace_id = finished.trace_id;
     let request_id_json = JsonText::from_str_value(&trace_id.to_mlflow());
     let arena = finished.arena;
+    let root_scratch = finished.root_scratch;
     let mut extras_by_span: HashMap<SpanId, Vec<Extra>> = HashMap::new();
     for (span_id, extra) in finished.extras {
         extras_by_span.entry(span_id).or_default().push(extra);
@@ -245,11 +246,12 @@ fn build_trace(finished: FinishedTrace) -> Trace {
         .drain(..)
         .map(|data| {
             let extras = extras_by_span.remove(&data.span_id).unwrap_or_default();
-            data.into_span(trace_id, &request_id_json, &arena, extras)
+            data.into_span(trace_id, &request_id_json, (&arena, &root_scratch), extras)
         })
         .collect();
     crate::pool::recycle_span_list(span_list);
     crate::pool::recycle_arena(arena);
+    crate::pool::recycle_arena(root_scratch);
     spans.sort_by_key(|span| (span.parent_id.is_some(), span.start_time_unix_nano));
     if let Some(reason) = &finished.forced_error {
         if let Some(root) = spans.iter_mut().find(|span| span.is_root()) {

@@ -148,13 +148,13 @@ impl SpanData {
     }
 
     /// The model's span, with MLflow's reserved attributes in the order the Python client writes them.
-    /// `request_id_json` is the trace id as JSON text, computed once per trace; `arena` holds the payloads;
-    /// `extras` are this span's attributes, events and status message, oldest first.
+    /// `request_id_json` is the trace id as JSON text, computed once per trace; `arena` and `root_scratch`
+    /// hold the payloads; `extras` are this span's attributes, events and status message, oldest first.
     pub(crate) fn into_span(
         self,
         trace_id: TraceId,
         request_id_json: &JsonText,
-        arena: &[u8],
+        (arena, root_scratch): (&[u8], &[u8]),
         extras: Vec<Extra>,
     ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
@@ -173,7 +173,10 @@ impl SpanData {
         for extra in extras {
             match extra {
                 Extra::Attribute(key, json) => {
-                    attributes.insert(key.into_owned(), JsonText::from_raw(json.into_owned(arena)));
+                    attributes.insert(
+                        key.into_owned(),
+                        JsonText::from_raw(json.resolve(arena, root_scratch)),
+                    );
                 }
                 Extra::Event(event) => events.push(event),
                 Extra::StatusMessage(message) => status_message = message,
@@ -188,13 +191,13 @@ impl SpanData {
         if let Some(inputs) = self.inputs {
             attributes.insert(
                 keys::SPAN_INPUTS.into(),
-                JsonText::from_raw(inputs.into_owned(arena)),
+                JsonText::from_raw(inputs.resolve(arena, root_scratch)),
             );
         }
         if let Some(outputs) = self.outputs {
             attributes.insert(
                 keys::SPAN_OUTPUTS.into(),
-                JsonText::from_raw(outputs.into_owned(arena)),
+                JsonText::from_raw(outputs.resolve(arena, root_scratch)),
             );
         }
         if !attributes.contains_key(keys::SPAN_LOG_LEVEL) {
@@ -278,7 +281,7 @@ mod tests {
         let span = data.into_span(
             trace_id,
             &JsonText::from_str_value(&trace_id.to_mlflow()),
-            &[],
+            (&[], &[]),
             extras,
         );
         let keys: Vec<_> = span.attributes.keys().map(String::as_str).collect();

@@ -70,6 +70,8 @@ pub(crate) struct FinishedTrace {
     pub(crate) experiment_id: Option<String>,
     pub(crate) spans: Vec<SpanData>,
     pub(crate) arena: Vec<u8>,
+    /// The scratch buffer of the thread the root ended on, when the root was on that thread's stack.
+    pub(crate) root_scratch: Vec<u8>,
     pub(crate) extras: Vec<(SpanId, Extra)>,
     pub(crate) updates: TraceUpdates,
     /// Set when the trace was finished by the timeout rather than by its root.
@@ -103,7 +105,6 @@ impl OpenTrace {
             completed: AtomicBool::new(false),
             body: Mutex::new(TraceBody {
                 finished: crate::pool::span_list(),
-                arena: crate::pool::arena(),
                 ..TraceBody::default()
             }),
         });
@@ -122,11 +123,14 @@ impl OpenTrace {
     }
 
     /// Records a span that ended on this thread's stack, taking it from its frame; ending the root
-    /// completes the trace.
+    /// completes the trace. With `keep_in_scratch` (the root is on this thread's stack too) its payloads
+    /// stay in the thread's scratch, which the root hands over as `root_scratch` when it ends.
     pub(crate) fn finish_span_from(
         &self,
         slot: &mut Option<SpanData>,
         extras: Vec<(SpanId, Extra)>,
+        keep_in_scratch: bool,
+        root_scratch: Vec<u8>,
     ) {
         let Some(data) = slot.as_mut() else {
             return;
@@ -135,6 +139,7 @@ impl OpenTrace {
         let mut body = lock(&self.body);
         if self.is_completed() {
             drop(body);
+            crate::pool::recycle_arena(root_scratch);
             if let Some(data) = slot.take() {
                 count_late_span(&data);
             }
@@ -148,16 +153,18 @@ impl OpenTrace {
                 ..
             } = &mut *body;
             let mut extras = extras;
-            let moved = crate::arena::with_scratch(|scratch| {
-                data.move_payloads_to_trace(Some(scratch), arena);
-                for (_, extra) in &mut extras {
-                    extra.move_payload_to_trace(Some(scratch), arena);
-                }
-            });
-            if moved.is_none() {
-                data.move_payloads_to_trace(None, arena);
-                for (_, extra) in &mut extras {
-                    extra.move_payload_to_trace(None, arena);
+            if !keep_in_scratch {
+                let moved = crate::arena::with_scratch(|scratch| {
+                    data.move_payloads_to_trace(Some(scratch), arena);
+                    for (_, extra) in &mut extras {
+                        extra.move_payload_to_trace(Some(scratch), arena);
+                    }
+                });
+                if moved.is_none() {
+                    data.move_payloads_to_trace(None, arena);
+                    for (_, extra) in &mut extras {
+                        extra.move_payload_to_trace(None, arena);
+                    }
                 }
             }
             if !extras.is_empty() {
@@ -170,7 +177,7 @@ impl OpenTrace {
             LATE_SPANS.fetch_add(1, Ordering::Relaxed);
         }
         if is_root {
-            self.complete(body, None);
+            self.complete(body, None, root_scratch);
         }
     }
 
@@ -205,7 +212,7 @@ impl OpenTrace {
         let is_root = span_id == self.root_span_id;
         body.finished.push(data);
         if is_root {
-            self.complete(body, None);
+            self.complete(body, None, Vec::new());
         }
         Ok(())
     }
@@ -254,7 +261,12 @@ impl OpenTrace {
         lock(&self.body).updates.merge(updates);
     }
 
-    fn complete(&self, mut body: MutexGuard<'_, TraceBody>, forced_error: Option<String>) {
+    fn complete(
+        &self,
+        mut body: MutexGuard<'_, TraceBody>,
+        forced_error: Option<String>,
+        root_scratch: Vec<u8>,
+    ) {
         self.completed.store(true, Ordering::Release);
         let mut spans = std::mem::take(&mut body.finished);
         // Spans never ended stay in the trace, unfinished, as MLflow shows them.
@@ -276,6 +288,7 @@ impl OpenTrace {
             experiment_id: self.experiment_id.clone(),
             spans,
             arena,
+            root_scratch,
             extras,
             updates,
             forced_error,
@@ -316,9 +329,12 @@ pub(crate) fn finish_timed_out_traces() {
             continue;
         }
         log::warn!(trace_id:% = trace.trace_id.to_mlflow(), timeout_ms = timeout.as_millis(); "trace timed out; finishing it with state ERROR");
+        // Spans that ended on the root's thread keep their payloads in that thread's scratch, out of reach
+        // here: a timed-out trace shows them as null.
         trace.complete(
             body,
             Some(format!("trace timed out after {} ms", timeout.as_millis())),
+            Vec::new(),
         );
     }
 }

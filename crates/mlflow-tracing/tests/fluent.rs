@@ -594,3 +594,124 @@ fn self_referencing_debug_output_is_cut_off() {
         .join()
         .unwrap();
 }
+
+#[trace(span_type = "TOOL", attributes(kind = "lookup"))]
+fn lookup(key: String, weight: f64) -> Vec<String> {
+    let span = get_current_active_span().unwrap();
+    span.set_attribute("cache", &format!("miss:{key}"));
+    vec![format!("{key}-a"), format!("{key}-b")]
+}
+
+#[test]
+fn payloads_survive_spans_ending_on_other_threads_and_in_any_order() {
+    {
+        let root = span("mixed-root")
+            .inputs(&json!({"query": "root input"}))
+            .start();
+        lookup("main-1".into(), 1.0);
+        let context = Context::current();
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                std::thread::spawn(context.clone().wrap(move || {
+                    for item in 0..3 {
+                        lookup(format!("w{worker}-{item}"), f64::from(item));
+                    }
+                }))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .for_each(|handle| handle.join().unwrap());
+        // Guards dropped out of order: the outer one first.
+        let outer = start_span("outer");
+        outer.set_inputs(&"outer input");
+        let inner = start_span("inner");
+        inner.set_outputs(&"inner output");
+        drop(outer);
+        drop(inner);
+        lookup("main-2".into(), 2.0);
+        root.set_outputs(&"root output");
+    }
+    let trace = last_trace();
+    assert_eq!(trace.data.spans.len(), 1 + 1 + 6 + 2 + 1);
+    assert_eq!(
+        span_named(&trace, "mixed-root").inputs(),
+        Some(json!({"query": "root input"}))
+    );
+    assert_eq!(
+        span_named(&trace, "mixed-root").outputs(),
+        Some(json!("root output"))
+    );
+    assert_eq!(
+        span_named(&trace, "outer").inputs(),
+        Some(json!("outer input"))
+    );
+    assert_eq!(
+        span_named(&trace, "inner").outputs(),
+        Some(json!("inner output"))
+    );
+    let lookups: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == "lookup")
+        .collect();
+    assert_eq!(lookups.len(), 8);
+    for span in lookups {
+        let key = span.inputs().unwrap()["key"].as_str().unwrap().to_owned();
+        assert_eq!(
+            span.outputs(),
+            Some(json!([format!("{key}-a"), format!("{key}-b")])),
+            "{key}"
+        );
+        assert_eq!(
+            span.attribute("cache"),
+            Some(json!(format!("miss:{key}"))),
+            "{key}"
+        );
+        assert_eq!(span.attribute("kind"), Some(json!("lookup")));
+    }
+}
+
+#[test]
+fn a_second_trace_interleaved_on_the_same_thread_keeps_both_payload_sets() {
+    let other_root = mlflow_tracing::span("other-root").start_detached(None);
+    let other_context = other_root.context();
+    {
+        let _root = span("first-root").inputs(&"first").start();
+        lookup("first-child".into(), 1.0);
+        {
+            let _attached = other_context.attach();
+            lookup("other-child".into(), 2.0);
+        }
+        lookup("first-after".into(), 3.0);
+    }
+    let first = last_trace();
+    let keys: Vec<_> = first
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == "lookup")
+        .map(|span| span.inputs().unwrap()["key"].clone())
+        .collect();
+    assert_eq!(keys, [json!("first-child"), json!("first-after")]);
+    for span in first.data.spans.iter().filter(|span| span.name == "lookup") {
+        let key = span.inputs().unwrap()["key"].as_str().unwrap().to_owned();
+        assert_eq!(
+            span.outputs(),
+            Some(json!([format!("{key}-a"), format!("{key}-b")]))
+        );
+    }
+    other_root.end();
+    let other = get_trace(&other_root.trace_id()).unwrap();
+    let child = span_named(&other, "lookup");
+    assert_eq!(
+        child.inputs(),
+        Some(json!({"key": "other-child", "weight": 2.0}))
+    );
+    assert_eq!(
+        child.outputs(),
+        Some(json!(["other-child-a", "other-child-b"]))
+    );
+    assert_eq!(child.parent_id, Some(other_root.span_id()));
+}
