@@ -63,20 +63,16 @@ pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
-/// Formats milliseconds as a protobuf JSON `Duration`: `0.059s`, `2s`, `1.5s`.
+/// Formats milliseconds as a protobuf JSON `Duration`, which has 0 or 3 fraction digits at this precision:
+/// `0.059s`, `0.040s`, `2s`.
 pub fn format_duration_millis(duration_ms: i64) -> String {
     let seconds = duration_ms / 1000;
     let millis = (duration_ms % 1000).abs();
     if millis == 0 {
         return format!("{seconds}s");
     }
-    let sign = if duration_ms < 0 && seconds == 0 {
-        "-"
-    } else {
-        ""
-    };
-    let fraction = format!("{millis:03}");
-    format!("{sign}{seconds}.{}s", fraction.trim_end_matches('0'))
+    let sign = if duration_ms < 0 && seconds == 0 { "-" } else { "" };
+    format!("{sign}{seconds}.{millis:03}s")
 }
 
 /// Reads a protobuf JSON `Duration` (`"0.059s"`) as milliseconds, rounding to the nearest.
@@ -163,7 +159,8 @@ mod tests {
     fn durations_use_protobuf_seconds() {
         assert_eq!(format_duration_millis(59), "0.059s");
         assert_eq!(format_duration_millis(83), "0.083s");
-        assert_eq!(format_duration_millis(1500), "1.5s");
+        assert_eq!(format_duration_millis(40), "0.040s");
+        assert_eq!(format_duration_millis(1500), "1.500s");
         assert_eq!(format_duration_millis(2000), "2s");
         assert_eq!(parse_duration_millis("0.059s"), Some(59));
         assert_eq!(parse_duration_millis("2s"), Some(2000));
