@@ -71,7 +71,11 @@ pub fn format_duration_millis(duration_ms: i64) -> String {
     if millis == 0 {
         return format!("{seconds}s");
     }
-    let sign = if duration_ms < 0 && seconds == 0 { "-" } else { "" };
+    let sign = if duration_ms < 0 && seconds == 0 {
+        "-"
+    } else {
+        ""
+    };
     format!("{sign}{seconds}.{millis:03}s")
 }
 

@@ -328,3 +328,20 @@ fn malformed_documents_are_errors_not_panics() {
         .is_err()
     );
 }
+
+#[test]
+fn rest_spans_are_written_as_the_server_returns_them_and_read_back() {
+    use mlflow_tracing_core::codec::rest_span::{span_from_rest_json, span_to_rest_json};
+    let captured =
+        fixture_json("wire/v3_get_trace_with_spans.json")["resp_body"]["trace"]["spans"].clone();
+    for rest in captured.as_array().unwrap() {
+        let span = span_from_rest_json(rest).unwrap();
+        assert_eq!(span_to_rest_json(&span), *rest, "{}", span.name);
+    }
+    let root = span_from_rest_json(&captured[0]).unwrap();
+    assert_eq!(
+        root.inputs(),
+        Some(json!({"question": "what is mlflow?", "k": 2}))
+    );
+    assert_eq!(root.span_type(), SpanType::Chain);
+}

@@ -11,6 +11,7 @@
 //! (the spelling each schema prescribes, int64 as JSON numbers, empty fields omitted where MLflow omits them).
 
 pub mod otlp;
+pub mod rest_span;
 pub mod span_json;
 pub mod trace_json;
 

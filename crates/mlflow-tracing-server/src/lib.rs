@@ -1,0 +1,42 @@
+//! The mlflow-tracing tracking server: MLflow's trace REST API (v2 and v3, also under `/ajax-api`) and OTLP/HTTP
+//! ingest, on an embedded SQLite store.
+//!
+//! ```text
+//!  official mlflow client ─┐  /api/{2.0,3.0}/mlflow/…  ┌─▶ api::experiments, api::traces ─┐
+//!  mlflow-tracing SDK ─────┼──────────────────────────┤                                   ├─▶ Store (SQLite)
+//!  any OTel exporter ──────┘  /v1/traces              └─▶ otlp ───────────────────────────┘
+//! ```
+
+pub mod api;
+pub mod error;
+pub mod otlp;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::store::Store;
+
+/// The MLflow version this server answers `/version` with: the client version its API follows. It is at
+/// least 3.4, so 3.x clients send spans over OTLP.
+pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
+
+/// Largest request body accepted by default (MLflow's limit): 100 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 100 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState<S> {
+    pub store: S,
+}
+
+/// The whole HTTP API over `store`, accepting bodies up to `body_limit` bytes.
+pub fn router<S: Store>(store: S, body_limit: usize) -> Router {
+    let state = Arc::new(AppState { store });
+    api::routes::<S>()
+        .merge(otlp::routes::<S>())
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+}

@@ -1,0 +1,122 @@
+//! The `mlflow-tracing` command: `mlflow-tracing server` runs the tracking server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use mlflow_tracing_server::store::sqlite::SqliteStore;
+use mlflow_tracing_server::{DEFAULT_BODY_LIMIT, router};
+
+#[derive(Parser)]
+#[command(
+    name = "mlflow-tracing",
+    version,
+    about = "MLflow Tracing, rebuilt in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the tracking server: MLflow's REST API and OTLP ingest on an embedded SQLite store.
+    Server {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on.
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Where traces are stored: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`.
+        #[arg(long, default_value = "sqlite:///mlruns.db")]
+        backend_store_uri: String,
+        /// Accepted for compatibility with `mlflow server`; spans are stored in the backend store.
+        #[arg(long)]
+        default_artifact_root: Option<String>,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+        max_body_bytes: usize,
+    },
+}
+
+/// The file path of a `sqlite:///…` URI, as SQLAlchemy (and so `mlflow server`) reads it.
+fn sqlite_path(uri: &str) -> anyhow::Result<PathBuf> {
+    let Some(path) = uri.strip_prefix("sqlite:///") else {
+        bail!("unsupported backend store URI {uri:?}: expected sqlite:///<path>");
+    };
+    if path.is_empty() {
+        bail!("the backend store URI {uri:?} names no file");
+    }
+    Ok(PathBuf::from(path))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    log::info!("shutting down: finishing requests in flight");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server {
+            host,
+            port,
+            backend_store_uri,
+            default_artifact_root: _,
+            max_body_bytes,
+        } => {
+            let path = sqlite_path(&backend_store_uri)?;
+            let store =
+                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let address: SocketAddr = format!("{host}:{port}")
+                .parse()
+                .with_context(|| format!("invalid address {host}:{port}"))?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address}"))?;
+            log::info!(address:% = address, store:% = path.display(); "mlflow-tracing server listening");
+            axum::serve(listener, router(store, max_body_bytes))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_uris_read_like_sqlalchemy() {
+        assert_eq!(
+            sqlite_path("sqlite:///mlruns.db").unwrap(),
+            PathBuf::from("mlruns.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:////tmp/x.db").unwrap(),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert!(sqlite_path("postgresql://localhost/db").is_err());
+        assert!(sqlite_path("sqlite:///").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Storage: one [`Store`] trait, one module per backend.
+//!
+//! Ingestion is idempotent and order-free: the MLflow 3.x client races StartTraceV3, OTLP span export and the
+//! `traces.json` upload, so each path merges into what the others stored. The client's own record
+//! (StartTraceV3) wins for the fields it carries; spans only fill a record the client has not sent yet.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use mlflow_tracing_core::{Span, TraceInfo};
+
+/// A portable error kind, so the API maps errors without reading messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    NotFound,
+    Conflict,
+    InvalidInput,
+    Internal,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::NotFound,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::InvalidInput,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::Conflict,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Experiment {
+    pub experiment_id: String,
+    pub name: String,
+    pub artifact_location: String,
+    pub lifecycle_stage: String,
+    pub creation_time: i64,
+    pub last_update_time: i64,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A page of results and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<usize>,
+}
+
+/// Which traces `delete_traces` removes.
+#[derive(Debug, Clone)]
+pub enum DeleteTraces {
+    /// These ids.
+    Ids(Vec<String>),
+    /// Traces that started before this time (epoch ms), oldest first, at most `max_traces`.
+    OlderThan {
+        max_timestamp_ms: i64,
+        max_traces: Option<usize>,
+    },
+}
+
+/// Everything the server stores. Methods take owned arguments so backends can move them to a blocking
+/// thread or a connection task.
+pub trait Store: Send + Sync + 'static {
+    fn create_experiment(
+        &self,
+        name: String,
+        tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    fn get_experiment(
+        &self,
+        experiment_id: String,
+    ) -> impl Future<Output = StoreResult<Experiment>> + Send;
+
+    fn get_experiment_by_name(
+        &self,
+        name: String,
+    ) -> impl Future<Output = StoreResult<Experiment>> + Send;
+
+    fn search_experiments(
+        &self,
+        max_results: usize,
+        offset: usize,
+    ) -> impl Future<Output = StoreResult<Page<Experiment>>> + Send;
+
+    /// Stores the client's finished record (StartTraceV3) and returns the record as stored, with the server's
+    /// tags and metadata added.
+    fn start_trace(&self, info: TraceInfo) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
+
+    /// Stores spans (a span already stored is replaced) and creates or updates the records of their traces.
+    /// `resource_tags` become tags of traces created here.
+    fn log_spans(
+        &self,
+        experiment_id: String,
+        spans: Vec<Span>,
+        resource_tags: BTreeMap<String, String>,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    fn get_trace_info(
+        &self,
+        trace_id: String,
+    ) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
+
+    /// The spans of a trace as REST v3 JSON texts, in start order.
+    fn get_span_texts(
+        &self,
+        trace_id: String,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    fn set_trace_tag(
+        &self,
+        trace_id: String,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_trace_tag(
+        &self,
+        trace_id: String,
+        key: String,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_traces(
+        &self,
+        experiment_id: String,
+        which: DeleteTraces,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Trace records of these experiments, newest first.
+    fn search_traces(
+        &self,
+        experiment_ids: Vec<String>,
+        max_results: usize,
+        offset: usize,
+    ) -> impl Future<Output = StoreResult<Page<TraceInfo>>> + Send;
+}

@@ -1,0 +1,835 @@
+//! The embedded SQLite store.
+//!
+//! ```text
+//!  handlers ──write(job)──▶ [channel] ──▶ writer thread: BEGIN; job₁ … jobₙ (each in a savepoint); COMMIT
+//!     ▲                                        │ replies to each job only after COMMIT (group commit)
+//!     └────────────── oneshot ◀────────────────┘
+//!  handlers ──read(job)──▶ blocking pool thread with a reader connection (WAL: readers never wait on the writer)
+//! ```
+//!
+//! One writer keeps SQLite's single-writer rule explicit and batches concurrent writes into one transaction
+//! and one fsync; a write is acknowledged only once its transaction committed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use mlflow_tracing_core::codec::rest_span::span_to_rest_json;
+use mlflow_tracing_core::{
+    Span, SpanStatusCode, TraceId, TraceInfo, TraceLocation, TraceState, keys,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+/// Writes committed together at most.
+const MAX_GROUP: usize = 256;
+
+type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Sender<WriteJob>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql_error(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, _) = &error {
+        if failure.code == rusqlite::ErrorCode::ConstraintViolation {
+            return StoreError::conflict(format!("constraint violated: {error}"));
+        }
+    }
+    StoreError::internal(format!("sqlite: {error}"))
+}
+
+fn configure(connection: &Connection) -> StoreResult<()> {
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(sql_error)
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        .map_err(sql_error)?;
+    for (version, sql) in MIGRATIONS {
+        let applied: Option<i64> = connection
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        if applied.is_some() {
+            continue;
+        }
+        let transaction = connection.transaction().map_err(sql_error)?;
+        transaction.execute_batch(sql).map_err(sql_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version) VALUES (?1)",
+                [version],
+            )
+            .map_err(sql_error)?;
+        transaction.commit().map_err(sql_error)?;
+        log::info!(version = *version; "applied SQLite migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and migrates it.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let mut connection = Connection::open(path).map_err(sql_error)?;
+        configure(&connection)?;
+        migrate(&mut connection)?;
+        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("mlflow-sqlite-writer".into())
+            .spawn(move || run_writer(connection, jobs))
+            .map_err(|error| {
+                StoreError::internal(format!("could not start the writer thread: {error}"))
+            })?;
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |connection| {
+            let result = in_savepoint(connection, work);
+            Box::new(move |committed: StoreResult<()>| {
+                let _ = reply.send(committed.and(result));
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::internal("the SQLite writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::internal("the SQLite writer thread dropped a write"))?
+    }
+
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => {
+                    let connection = Connection::open(&*path).map_err(sql_error)?;
+                    configure(&connection)?;
+                    connection
+                }
+            };
+            let result = work(&connection);
+            readers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(connection);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::internal(format!("read task failed: {error}")))?
+    }
+}
+
+fn run_writer(connection: Connection, jobs: Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql_error);
+        let completions: Vec<Completion> = group.into_iter().map(|job| job(&connection)).collect();
+        let committed = began.and_then(|()| connection.execute_batch("COMMIT").map_err(sql_error));
+        if committed.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(committed.clone());
+        }
+    }
+}
+
+/// Runs one job in a savepoint, so a failing job leaves the others of its group intact.
+fn in_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    connection
+        .execute_batch("SAVEPOINT job")
+        .map_err(sql_error)?;
+    let result = work(connection);
+    let closing = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    connection.execute_batch(closing).map_err(sql_error)?;
+    result
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+fn parse_experiment_id(experiment_id: &str) -> StoreResult<i64> {
+    experiment_id.trim().parse().map_err(|_| {
+        StoreError::invalid(format!(
+            "invalid experiment id {experiment_id:?}: expected an integer"
+        ))
+    })
+}
+
+/// The stored form of a trace id: `tr-<hex>` for anything that reads as a trace id.
+pub fn normalize_trace_id(trace_id: &str) -> String {
+    TraceId::parse_any(trace_id).map_or_else(|_| trace_id.to_owned(), |id| id.to_mlflow())
+}
+
+fn artifact_location(experiment_id: &str, trace_id: &str) -> String {
+    format!("mlflow-artifacts:/{experiment_id}/traces/{trace_id}/artifacts")
+}
+
+fn read_experiment(
+    connection: &Connection,
+    clause: &str,
+    value: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<Experiment>> {
+    let sql = format!(
+        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time \
+         FROM experiments WHERE {clause}"
+    );
+    let experiment = connection
+        .query_row(&sql, [value], |row| {
+            Ok(Experiment {
+                experiment_id: row.get::<_, i64>(0)?.to_string(),
+                name: row.get(1)?,
+                artifact_location: row.get(2)?,
+                lifecycle_stage: row.get(3)?,
+                creation_time: row.get(4)?,
+                last_update_time: row.get(5)?,
+                tags: BTreeMap::new(),
+            })
+        })
+        .optional()
+        .map_err(sql_error)?;
+    let Some(mut experiment) = experiment else {
+        return Ok(None);
+    };
+    let mut statement = connection
+        .prepare_cached("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1")
+        .map_err(sql_error)?;
+    let tags = statement
+        .query_map(
+            [experiment.experiment_id.parse::<i64>().unwrap_or(-1)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(sql_error)?;
+    for tag in tags {
+        let (key, value) = tag.map_err(sql_error)?;
+        experiment.tags.insert(key, value);
+    }
+    Ok(Some(experiment))
+}
+
+fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Option<TraceInfo>> {
+    let row = connection
+        .prepare_cached(
+            "SELECT experiment_id, client_request_id, request_time, end_time, execution_duration, state, \
+             request_preview, response_preview FROM traces WHERE trace_id = ?1",
+        )
+        .map_err(sql_error)?
+        .query_row([trace_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+            ))
+        })
+        .optional()
+        .map_err(sql_error)?;
+    let Some((
+        experiment_id,
+        client_request_id,
+        request_time,
+        _end_time,
+        duration,
+        state,
+        request,
+        response,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let read_map = |table: &str| -> StoreResult<BTreeMap<String, String>> {
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT key, value FROM {table} WHERE trace_id = ?1"
+            ))
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map([trace_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql_error)?;
+        rows.collect::<Result<_, _>>().map_err(sql_error)
+    };
+    Ok(Some(TraceInfo {
+        trace_id: trace_id.to_owned(),
+        client_request_id,
+        trace_location: TraceLocation::experiment(experiment_id.to_string()),
+        request_time_ms: request_time,
+        execution_duration_ms: duration,
+        state: TraceState::parse(&state).unwrap_or_default(),
+        request_preview: request,
+        response_preview: response,
+        trace_metadata: read_map("trace_metadata")?,
+        tags: read_map("trace_tags")?,
+        assessments: Vec::new(),
+    }))
+}
+
+fn require_experiment(connection: &Connection, experiment_id: i64) -> StoreResult<()> {
+    let exists: Option<i64> = connection
+        .prepare_cached("SELECT experiment_id FROM experiments WHERE experiment_id = ?1")
+        .map_err(sql_error)?
+        .query_row([experiment_id], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StoreError::not_found(format!(
+            "No Experiment with id={experiment_id} exists"
+        ))),
+    }
+}
+
+fn put_entry(
+    connection: &Connection,
+    table: &str,
+    trace_id: &str,
+    key: &str,
+    value: &str,
+    replace: bool,
+) -> StoreResult<()> {
+    let verb = if replace {
+        "INSERT OR REPLACE"
+    } else {
+        "INSERT OR IGNORE"
+    };
+    connection
+        .prepare_cached(&format!(
+            "{verb} INTO {table} (trace_id, key, value) VALUES (?1, ?2, ?3)"
+        ))
+        .map_err(sql_error)?
+        .execute(params![trace_id, key, value])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+fn trace_exists(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
+    connection
+        .prepare_cached("SELECT 1 FROM traces WHERE trace_id = ?1")
+        .map_err(sql_error)?
+        .query_row([trace_id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(sql_error)
+}
+
+fn has_spans(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
+    connection
+        .prepare_cached("SELECT 1 FROM spans WHERE trace_id = ?1 LIMIT 1")
+        .map_err(sql_error)?
+        .query_row([trace_id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(sql_error)
+}
+
+fn store_trace_info(connection: &Connection, info: &TraceInfo) -> StoreResult<TraceInfo> {
+    let trace_id = normalize_trace_id(&info.trace_id);
+    let experiment = info
+        .experiment_id()
+        .ok_or_else(|| StoreError::invalid("trace_location must be an MLflow experiment"))?
+        .to_owned();
+    let experiment_id = parse_experiment_id(&experiment)?;
+    require_experiment(connection, experiment_id)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO traces (trace_id, experiment_id, client_request_id, request_time, execution_duration, \
+             state, request_preview, response_preview, info_finalized) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1) \
+             ON CONFLICT (trace_id) DO UPDATE SET experiment_id = excluded.experiment_id, \
+             client_request_id = excluded.client_request_id, request_time = excluded.request_time, \
+             execution_duration = excluded.execution_duration, state = excluded.state, \
+             request_preview = excluded.request_preview, response_preview = excluded.response_preview, \
+             info_finalized = 1",
+        )
+        .map_err(sql_error)?
+        .execute(params![
+            trace_id,
+            experiment_id,
+            info.client_request_id,
+            info.request_time_ms,
+            info.execution_duration_ms,
+            info.state.as_str(),
+            info.request_preview,
+            info.response_preview,
+        ])
+        .map_err(sql_error)?;
+    for (key, value) in &info.trace_metadata {
+        put_entry(connection, "trace_metadata", &trace_id, key, value, true)?;
+    }
+    for (key, value) in &info.tags {
+        put_entry(connection, "trace_tags", &trace_id, key, value, true)?;
+    }
+    put_entry(
+        connection,
+        "trace_metadata",
+        &trace_id,
+        keys::META_INFO_FINALIZED,
+        "true",
+        true,
+    )?;
+    put_entry(
+        connection,
+        "trace_tags",
+        &trace_id,
+        keys::TAG_ARTIFACT_LOCATION,
+        &artifact_location(&experiment, &trace_id),
+        true,
+    )?;
+    if has_spans(connection, &trace_id)? {
+        put_entry(
+            connection,
+            "trace_tags",
+            &trace_id,
+            keys::TAG_SPANS_LOCATION,
+            "TRACKING_STORE",
+            true,
+        )?;
+    }
+    read_trace_info(connection, &trace_id)?
+        .ok_or_else(|| StoreError::internal("the stored trace vanished"))
+}
+
+/// Key-value entries for a trace's tags or metadata.
+type Entries = Vec<(String, String)>;
+
+/// The tags and metadata MLflow derives from a root span sent over OTLP.
+fn root_derived_entries(root: &Span) -> (Entries, Entries) {
+    let mut tags = Vec::new();
+    let mut metadata = Vec::new();
+    for (key, json) in &root.attributes {
+        let text = json
+            .as_string_value()
+            .unwrap_or_else(|| json.as_str().to_owned());
+        if let Some(tag) = key.strip_prefix(keys::TRACE_TAG_PREFIX) {
+            tags.push((tag.to_owned(), text));
+        } else if key == "session.id" || key == "gen_ai.conversation.id" {
+            metadata.push((keys::META_SESSION.to_owned(), text));
+        } else if key == "user.id" {
+            metadata.push((keys::META_USER.to_owned(), text));
+        }
+    }
+    (tags, metadata)
+}
+
+fn store_spans(
+    connection: &Connection,
+    experiment: &str,
+    spans: &[Span],
+    resource_tags: &BTreeMap<String, String>,
+) -> StoreResult<usize> {
+    let experiment_id = parse_experiment_id(experiment)?;
+    require_experiment(connection, experiment_id)?;
+    let mut by_trace: BTreeMap<TraceId, Vec<&Span>> = BTreeMap::new();
+    for span in spans {
+        by_trace.entry(span.trace_id).or_default().push(span);
+    }
+    for (otel_trace_id, trace_spans) in &by_trace {
+        let trace_id = otel_trace_id.to_mlflow();
+        let earliest_start = trace_spans
+            .iter()
+            .map(|span| span.start_time_unix_nano)
+            .min()
+            .unwrap_or(0);
+        let latest_end = trace_spans
+            .iter()
+            .filter_map(|span| span.end_time_unix_nano)
+            .max();
+        let earliest_ms = mlflow_tracing_core::trace::nanos_to_millis(earliest_start);
+        let latest_end_ms = latest_end.map(mlflow_tracing_core::trace::nanos_to_millis);
+        connection
+            .prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+                 VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') ON CONFLICT (trace_id) DO NOTHING",
+            )
+            .map_err(sql_error)?
+            .execute(params![trace_id, experiment_id, earliest_ms, latest_end_ms])
+            .map_err(sql_error)?;
+        let mut insert = connection
+            .prepare_cached(
+                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (trace_id, span_id) DO UPDATE SET \
+                 parent_span_id = excluded.parent_span_id, name = excluded.name, span_type = excluded.span_type, \
+                 status = excluded.status, start_time = excluded.start_time, end_time = excluded.end_time, \
+                 content = excluded.content",
+            )
+            .map_err(sql_error)?;
+        for span in trace_spans {
+            insert
+                .execute(params![
+                    trace_id,
+                    span.span_id.to_hex(),
+                    span.parent_id.map(|parent| parent.to_hex()),
+                    span.name,
+                    span.span_type().as_str(),
+                    span.status.code.as_str(),
+                    i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX),
+                    span.end_time_unix_nano
+                        .map(|end| i64::try_from(end).unwrap_or(i64::MAX)),
+                    span_to_rest_json(span).to_string(),
+                ])
+                .map_err(sql_error)?;
+        }
+        // Until the client's own record arrives, the record follows the spans.
+        connection
+            .prepare_cached(
+                "UPDATE traces SET request_time = MIN(request_time, ?2), end_time = MAX(COALESCE(end_time, ?3), ?3) \
+                 WHERE trace_id = ?1 AND info_finalized = 0",
+            )
+            .map_err(sql_error)?
+            .execute(params![trace_id, earliest_ms, latest_end_ms.unwrap_or(earliest_ms)])
+            .map_err(sql_error)?;
+        if let Some(root) = trace_spans.iter().find(|span| span.is_root()) {
+            let derived = TraceInfo::from_spans(
+                *otel_trace_id,
+                TraceLocation::experiment(experiment),
+                &[(*root).clone()],
+            );
+            let state = match (root.end_time_unix_nano, root.status.code) {
+                (None, _) => TraceState::InProgress,
+                (Some(_), SpanStatusCode::Error) => TraceState::Error,
+                (Some(_), _) => TraceState::Ok,
+            };
+            connection
+                .prepare_cached(
+                    "UPDATE traces SET request_time = ?2, execution_duration = ?3, state = ?4, request_preview = ?5, \
+                     response_preview = ?6 WHERE trace_id = ?1 AND info_finalized = 0",
+                )
+                .map_err(sql_error)?
+                .execute(params![
+                    trace_id,
+                    derived.request_time_ms,
+                    derived.execution_duration_ms,
+                    state.as_str(),
+                    derived.request_preview,
+                    derived.response_preview,
+                ])
+                .map_err(sql_error)?;
+            let (tags, metadata) = root_derived_entries(root);
+            for (key, value) in tags {
+                put_entry(connection, "trace_tags", &trace_id, &key, &value, false)?;
+            }
+            for (key, value) in metadata {
+                put_entry(connection, "trace_metadata", &trace_id, &key, &value, false)?;
+            }
+        }
+        put_entry(
+            connection,
+            "trace_tags",
+            &trace_id,
+            keys::TAG_SPANS_LOCATION,
+            "TRACKING_STORE",
+            true,
+        )?;
+        put_entry(
+            connection,
+            "trace_tags",
+            &trace_id,
+            keys::TAG_ARTIFACT_LOCATION,
+            &artifact_location(experiment, &trace_id),
+            false,
+        )?;
+        for (key, value) in resource_tags {
+            put_entry(connection, "trace_tags", &trace_id, key, value, false)?;
+        }
+    }
+    Ok(spans.len())
+}
+
+impl Store for SqliteStore {
+    async fn create_experiment(
+        &self,
+        name: String,
+        tags: BTreeMap<String, String>,
+    ) -> StoreResult<String> {
+        if name.trim().is_empty() {
+            return Err(StoreError::invalid("experiment name must not be empty"));
+        }
+        self.write(move |connection| {
+            let now = now_ms();
+            let inserted = connection.execute(
+                "INSERT INTO experiments (name, artifact_location, creation_time, last_update_time) VALUES (?1, '', ?2, ?2)",
+                params![name, now],
+            );
+            if let Err(error) = inserted {
+                let error = sql_error(error);
+                if error.kind == super::StoreErrorKind::Conflict {
+                    return Err(StoreError::conflict(format!("Experiment(name={name}) already exists.")));
+                }
+                return Err(error);
+            }
+            let experiment_id = connection.last_insert_rowid();
+            connection
+                .execute(
+                    "UPDATE experiments SET artifact_location = ?2 WHERE experiment_id = ?1",
+                    params![experiment_id, format!("mlflow-artifacts:/{experiment_id}")],
+                )
+                .map_err(sql_error)?;
+            for (key, value) in tags {
+                connection
+                    .execute("INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)", params![experiment_id, key, value])
+                    .map_err(sql_error)?;
+            }
+            Ok(experiment_id.to_string())
+        })
+        .await
+    }
+
+    async fn get_experiment(&self, experiment_id: String) -> StoreResult<Experiment> {
+        let id = parse_experiment_id(&experiment_id)?;
+        self.read(move |connection| {
+            read_experiment(connection, "experiment_id = ?1", &id)?.ok_or_else(|| {
+                StoreError::not_found(format!("No Experiment with id={experiment_id} exists"))
+            })
+        })
+        .await
+    }
+
+    async fn get_experiment_by_name(&self, name: String) -> StoreResult<Experiment> {
+        self.read(move |connection| {
+            read_experiment(connection, "name = ?1", &name)?.ok_or_else(|| {
+                StoreError::not_found(format!("Could not find experiment with name '{name}'"))
+            })
+        })
+        .await
+    }
+
+    async fn search_experiments(
+        &self,
+        max_results: usize,
+        offset: usize,
+    ) -> StoreResult<Page<Experiment>> {
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT experiment_id FROM experiments ORDER BY experiment_id LIMIT ?1 OFFSET ?2")
+                .map_err(sql_error)?;
+            let ids: Vec<i64> = statement
+                .query_map(params![max_results as i64 + 1, offset as i64], |row| row.get(0))
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?;
+            let has_more = ids.len() > max_results;
+            let mut items = Vec::new();
+            for id in ids.into_iter().take(max_results) {
+                items.extend(read_experiment(connection, "experiment_id = ?1", &id)?);
+            }
+            Ok(Page { next_offset: has_more.then_some(offset + max_results), items })
+        })
+        .await
+    }
+
+    async fn start_trace(&self, info: TraceInfo) -> StoreResult<TraceInfo> {
+        self.write(move |connection| store_trace_info(connection, &info))
+            .await
+    }
+
+    async fn log_spans(
+        &self,
+        experiment_id: String,
+        spans: Vec<Span>,
+        resource_tags: BTreeMap<String, String>,
+    ) -> StoreResult<usize> {
+        self.write(move |connection| {
+            store_spans(connection, &experiment_id, &spans, &resource_tags)
+        })
+        .await
+    }
+
+    async fn get_trace_info(&self, trace_id: String) -> StoreResult<TraceInfo> {
+        let normalized = normalize_trace_id(&trace_id);
+        self.read(move |connection| {
+            read_trace_info(connection, &normalized)?.ok_or_else(|| {
+                StoreError::not_found(format!("Trace with ID {trace_id} not found."))
+            })
+        })
+        .await
+    }
+
+    async fn get_span_texts(&self, trace_id: String) -> StoreResult<Vec<String>> {
+        let normalized = normalize_trace_id(&trace_id);
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT content FROM spans WHERE trace_id = ?1 ORDER BY start_time, span_id",
+                )
+                .map_err(sql_error)?;
+            let rows = statement
+                .query_map([&normalized], |row| row.get(0))
+                .map_err(sql_error)?;
+            rows.collect::<Result<_, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn set_trace_tag(&self, trace_id: String, key: String, value: String) -> StoreResult<()> {
+        let normalized = normalize_trace_id(&trace_id);
+        self.write(move |connection| {
+            if !trace_exists(connection, &normalized)? {
+                return Err(StoreError::not_found(format!(
+                    "Trace with ID {trace_id} not found."
+                )));
+            }
+            put_entry(connection, "trace_tags", &normalized, &key, &value, true)
+        })
+        .await
+    }
+
+    async fn delete_trace_tag(&self, trace_id: String, key: String) -> StoreResult<()> {
+        let normalized = normalize_trace_id(&trace_id);
+        self.write(move |connection| {
+            if !trace_exists(connection, &normalized)? {
+                return Err(StoreError::not_found(format!(
+                    "Trace with ID {trace_id} not found."
+                )));
+            }
+            let deleted = connection
+                .execute(
+                    "DELETE FROM trace_tags WHERE trace_id = ?1 AND key = ?2",
+                    params![normalized, key],
+                )
+                .map_err(sql_error)?;
+            if deleted == 0 {
+                return Err(StoreError::not_found(format!(
+                    "No tag with name: {key} in trace with ID {trace_id}."
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_traces(
+        &self,
+        experiment_id: String,
+        which: DeleteTraces,
+    ) -> StoreResult<usize> {
+        let experiment = parse_experiment_id(&experiment_id)?;
+        self.write(move |connection| match which {
+            DeleteTraces::Ids(ids) => {
+                let mut deleted = 0;
+                let mut statement = connection
+                    .prepare_cached("DELETE FROM traces WHERE experiment_id = ?1 AND trace_id = ?2")
+                    .map_err(sql_error)?;
+                for id in ids {
+                    deleted += statement.execute(params![experiment, normalize_trace_id(&id)]).map_err(sql_error)?;
+                }
+                Ok(deleted)
+            }
+            DeleteTraces::OlderThan { max_timestamp_ms, max_traces } => connection
+                .execute(
+                    "DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM traces WHERE experiment_id = ?1 \
+                     AND request_time <= ?2 ORDER BY request_time LIMIT ?3)",
+                    params![experiment, max_timestamp_ms, max_traces.map_or(-1, |max| max as i64)],
+                )
+                .map_err(sql_error),
+        })
+        .await
+    }
+
+    async fn search_traces(
+        &self,
+        experiment_ids: Vec<String>,
+        max_results: usize,
+        offset: usize,
+    ) -> StoreResult<Page<TraceInfo>> {
+        let experiments: Vec<i64> = experiment_ids
+            .iter()
+            .map(|id| parse_experiment_id(id))
+            .collect::<Result<_, _>>()?;
+        self.read(move |connection| {
+            let placeholders = vec!["?"; experiments.len()].join(", ");
+            let sql = format!(
+                "SELECT trace_id FROM traces WHERE experiment_id IN ({placeholders}) \
+                 ORDER BY request_time DESC, trace_id LIMIT {} OFFSET {}",
+                max_results + 1,
+                offset
+            );
+            let mut statement = connection.prepare(&sql).map_err(sql_error)?;
+            let ids: Vec<String> = statement
+                .query_map(rusqlite::params_from_iter(experiments.iter()), |row| {
+                    row.get(0)
+                })
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?;
+            let has_more = ids.len() > max_results;
+            let mut items = Vec::new();
+            for id in ids.iter().take(max_results) {
+                items.extend(read_trace_info(connection, id)?);
+            }
+            Ok(Page {
+                next_offset: has_more.then_some(offset + max_results),
+                items,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,311 @@
+//! The 3.x client's write race (StartTraceV3, OTLP spans, in either order, repeated) and the read paths.
+
+use mlflow_tracing_core::codec::otlp::export_request;
+use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
+use mlflow_tracing_core::{EventAttributes, Span};
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, fixture_json, server};
+
+/// Experiments up to id 2 exist, as in the captures.
+async fn server_with_experiment_2() -> TestServer {
+    let server = server();
+    for name in ["first", "sync"] {
+        server
+            .json(
+                "POST",
+                "/api/2.0/mlflow/experiments/create",
+                &json!({"name": name}),
+            )
+            .await;
+    }
+    server
+}
+
+fn captured_spans() -> (Vec<Value>, Vec<Span>) {
+    let rest = fixture_json("wire/v3_get_trace_with_spans.json")["resp_body"]["trace"]["spans"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let spans = rest
+        .iter()
+        .map(|span| span_from_rest_json(span).unwrap())
+        .collect();
+    (rest, spans)
+}
+
+async fn post_spans(server: &TestServer, spans: &[Span]) {
+    let body = export_request(spans, &EventAttributes::new()).encode_to_vec();
+    let request = axum::http::Request::post("/v1/traces")
+        .header("content-type", "application/x-protobuf")
+        .header("x-mlflow-experiment-id", "2")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let reply = server.send(request).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.content_type.as_deref(),
+        Some("application/x-protobuf")
+    );
+}
+
+async fn start_trace_v3(server: &TestServer) -> Value {
+    let request = fixture_json("wire/v3_start_trace_v3_pipeline.json")["req_body"].clone();
+    let reply = server
+        .json("POST", "/api/3.0/mlflow/traces", &request)
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
+
+const TRACE_ID: &str = "tr-aa7857ae0d3b3f1af1eb27c38f63c9aa";
+
+#[tokio::test]
+async fn spans_then_record_answers_exactly_what_mlflow_answered() {
+    let server = server_with_experiment_2().await;
+    let (rest_spans, spans) = captured_spans();
+    post_spans(&server, &spans).await;
+    let mut response = start_trace_v3(&server).await;
+    let captured = fixture_json("wire/v3_start_trace_v3_pipeline.json")["resp_body"].clone();
+    // MLflow stores the client's user tags but leaves them out of this reply; echoing them is harmless.
+    let tags = response["trace"]["trace_info"]["tags"]
+        .as_object_mut()
+        .unwrap();
+    assert_eq!(tags.remove("env"), Some(json!("test")));
+    assert_eq!(response, captured);
+
+    let got = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/get?trace_id={TRACE_ID}&allow_partial=False"
+        ))
+        .await
+        .json();
+    let captured_get = fixture_json("wire/v3_get_trace_with_spans.json")["resp_body"].clone();
+    assert_eq!(
+        got["trace"]["trace_info"],
+        captured_get["trace"]["trace_info"]
+    );
+    assert_eq!(got["trace"]["spans"], Value::Array(rest_spans));
+
+    let info = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/{TRACE_ID}?trace_id={TRACE_ID}"
+        ))
+        .await
+        .json();
+    assert_eq!(
+        info,
+        fixture_json("wire/v3_get_trace_info.json")["resp_body"]
+    );
+}
+
+#[tokio::test]
+async fn record_then_spans_and_repeats_give_the_same_trace() {
+    let server = server_with_experiment_2().await;
+    let (rest_spans, spans) = captured_spans();
+    let first = start_trace_v3(&server).await;
+    let tags = &first["trace"]["trace_info"]["tags"];
+    assert!(
+        tags.get("mlflow.trace.spansLocation").is_none(),
+        "no spans yet: the client must upload them"
+    );
+    assert_eq!(
+        tags["mlflow.artifactLocation"],
+        format!("mlflow-artifacts:/2/traces/{TRACE_ID}/artifacts")
+    );
+    assert_eq!(
+        first["trace"]["trace_info"]["trace_metadata"]["mlflow.trace.infoFinalized"],
+        "true"
+    );
+
+    post_spans(&server, &spans[1..]).await;
+    post_spans(&server, &spans).await;
+    post_spans(&server, &spans[..1]).await;
+    start_trace_v3(&server).await;
+
+    let got = server
+        .get(&format!("/api/3.0/mlflow/traces/get?trace_id={TRACE_ID}"))
+        .await
+        .json();
+    assert_eq!(
+        got["trace"]["spans"],
+        Value::Array(rest_spans),
+        "each span once, in start order"
+    );
+    assert_eq!(
+        got["trace"]["trace_info"],
+        fixture_json("wire/v3_get_trace_info.json")["resp_body"]["trace"]["trace_info"]
+    );
+}
+
+#[tokio::test]
+async fn spans_alone_make_a_trace_derived_from_the_root() {
+    let server = server_with_experiment_2().await;
+    let (_, spans) = captured_spans();
+    post_spans(&server, &spans[1..]).await;
+    let partial = server
+        .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+        .await
+        .json();
+    assert_eq!(partial["trace"]["trace_info"]["state"], "IN_PROGRESS");
+
+    post_spans(&server, &spans[..1]).await;
+    let info = server
+        .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+        .await
+        .json()["trace"]["trace_info"]
+        .clone();
+    assert_eq!(info["state"], "OK");
+    assert_eq!(info["request_time"], "2026-11-23T23:59:16.869Z");
+    assert_eq!(info["execution_duration"], "0.083s");
+    assert_eq!(info["tags"]["mlflow.trace.spansLocation"], "TRACKING_STORE");
+    assert!(
+        info["tags"].get("mlflow.traceName").is_none(),
+        "a pure-OTLP trace has no name tag, as in MLflow"
+    );
+    let preview: Value = serde_json::from_str(info["request_preview"].as_str().unwrap()).unwrap();
+    assert_eq!(preview, json!({"question": "what is mlflow?", "k": 2}));
+}
+
+#[tokio::test]
+async fn search_batch_get_tags_and_delete() {
+    let server = server_with_experiment_2().await;
+    let (_, spans) = captured_spans();
+    post_spans(&server, &spans).await;
+    start_trace_v3(&server).await;
+    let error_request = fixture_json("wire/v3_start_trace_v3_error.json")["req_body"].clone();
+    assert_eq!(
+        server
+            .json("POST", "/api/3.0/mlflow/traces", &error_request)
+            .await
+            .status,
+        200
+    );
+    let error_id = error_request["trace"]["trace_info"]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let search = json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}],
+                        "max_results": 1, "order_by": ["timestamp_ms DESC"]});
+    let first = server
+        .json("POST", "/api/3.0/mlflow/traces/search", &search)
+        .await
+        .json();
+    assert_eq!(
+        first["traces"][0]["trace_id"],
+        error_id.as_str(),
+        "newest first"
+    );
+    let mut next = search.clone();
+    next["page_token"] = first["next_page_token"].clone();
+    let second = server
+        .json("POST", "/api/3.0/mlflow/traces/search", &next)
+        .await
+        .json();
+    assert_eq!(second["traces"][0]["trace_id"], TRACE_ID);
+    assert!(second.get("next_page_token").is_none());
+
+    let batch = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/batchGet?trace_ids={TRACE_ID}&trace_ids={error_id}"
+        ))
+        .await
+        .json();
+    assert_eq!(batch["traces"][0]["spans"].as_array().unwrap().len(), 3);
+    assert_eq!(batch["traces"][1]["trace_info"]["state"], "ERROR");
+
+    let tag_path = format!("/api/2.0/mlflow/traces/{TRACE_ID}/tags");
+    assert_eq!(
+        server
+            .json("PATCH", &tag_path, &json!({"key": "after", "value": "yes"}))
+            .await
+            .json(),
+        json!({})
+    );
+    let info = server
+        .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+        .await
+        .json();
+    assert_eq!(info["trace"]["trace_info"]["tags"]["after"], "yes");
+    assert_eq!(
+        server
+            .json("DELETE", &tag_path, &json!({"key": "after"}))
+            .await
+            .status,
+        200
+    );
+    let missing_tag = server
+        .json("DELETE", &tag_path, &json!({"key": "after"}))
+        .await;
+    assert_eq!(missing_tag.json()["error_code"], "RESOURCE_DOES_NOT_EXIST");
+
+    let deleted = server
+        .json(
+            "POST",
+            "/api/2.0/mlflow/traces/delete-traces",
+            &json!({"experiment_id": "2", "request_ids": [error_id]}),
+        )
+        .await
+        .json();
+    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    let gone = server
+        .get(&format!("/api/3.0/mlflow/traces/{error_id}"))
+        .await;
+    assert_eq!(
+        (gone.status.as_u16(), gone.json()["error_code"].as_str()),
+        (404, Some("RESOURCE_DOES_NOT_EXIST"))
+    );
+}
+
+#[tokio::test]
+async fn malformed_trace_requests_are_400_and_lose_nothing() {
+    let server = server_with_experiment_2().await;
+    start_trace_v3(&server).await;
+    for body in [
+        json!({}),
+        json!({"trace": {"trace_info": {"trace_id": "not-a-v3-id", "request_time": "2026-11-23T23:59:16.869Z"}}}),
+        json!({"trace": {"trace_info": {"trace_id": TRACE_ID, "request_time": "yesterday"}}}),
+        json!({"trace": {"trace_info": {"trace_id": TRACE_ID, "state": "MAYBE"}}}),
+    ] {
+        let reply = server.json("POST", "/api/3.0/mlflow/traces", &body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json()["error_code"], "INVALID_PARAMETER_VALUE");
+    }
+    let unknown_experiment = {
+        let mut request = fixture_json("wire/v3_start_trace_v3_pipeline.json")["req_body"].clone();
+        request["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]["experiment_id"] =
+            json!("99");
+        server
+            .json("POST", "/api/3.0/mlflow/traces", &request)
+            .await
+    };
+    assert_eq!(unknown_experiment.status, 404);
+    let search_with_filter = server
+        .json(
+            "POST",
+            "/api/3.0/mlflow/traces/search",
+            &json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}], "filter": "status = 'OK'"}),
+        )
+        .await;
+    assert_eq!(search_with_filter.status, 400);
+    let info = server
+        .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+        .await
+        .json();
+    assert_eq!(
+        info["trace"]["trace_info"]["state"], "OK",
+        "the stored trace is untouched"
+    );
+}
