@@ -54,6 +54,8 @@ async fn agent(request: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Exports to MLFLOW_TRACKING_URI when it is set; the trace is printed from the in-process buffer either way.
+    let _tracing = mlflow_tracing::init();
     let answer = agent("plan my Monday in Paris").await;
     eprintln!("answer: {answer}");
 

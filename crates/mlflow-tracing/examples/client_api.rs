@@ -12,6 +12,8 @@ fn similarity_search(query: &str) -> Vec<serde_json::Value> {
 }
 
 fn main() {
+    // Exports to MLFLOW_TRACKING_URI when it is set; the trace is printed from the in-process buffer either way.
+    let _tracing = mlflow_tracing::init();
     let client = MlflowClient::new();
     let question = "how are agent steps recorded?";
 

@@ -48,6 +48,8 @@ fn print_last_trace() -> std::sync::Arc<mlflow_tracing::Trace> {
 }
 
 fn main() {
+    // Exports to MLFLOW_TRACKING_URI when it is set; the trace is printed from the in-process buffer either way.
+    let _tracing = mlflow_tracing::init();
     let recovered = convert(100.0, "XYZ", true).expect("the fallback recovers");
     eprintln!("recovered: {recovered}");
     let trace = print_last_trace();

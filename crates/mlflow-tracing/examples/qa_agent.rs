@@ -140,6 +140,8 @@ impl QaChain {
 }
 
 fn main() {
+    // Exports to MLFLOW_TRACKING_URI when it is set; the trace is printed from the in-process buffer either way.
+    let _tracing = mlflow_tracing::init();
     let chain = QaChain {
         llm: LocalLlm,
         model_name: "gpt-4o-mini".to_owned(),

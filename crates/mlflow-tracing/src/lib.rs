@@ -60,6 +60,7 @@ mod context;
 mod exception;
 mod export;
 mod fluent;
+mod http_export;
 mod ids;
 mod live;
 mod pool;
@@ -84,6 +85,7 @@ pub use fluent::{
     get_last_active_trace_id, get_last_active_trace_id_in_thread, get_trace, span, start_span,
     update_current_trace, with_span,
 };
+pub use http_export::{MlflowExporter, OtlpExporter};
 pub use live::{LiveSpan, NO_OP_SPAN_TRACE_ID};
 pub use mlflow_tracing_core as core;
 pub use mlflow_tracing_core::{
@@ -101,6 +103,11 @@ pub struct ReadmeQuickStart;
 
 /// How long [`TracingGuard`] and [`flush`] wait for the export thread by default.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets tracing up from the environment ([`Config::from_env`]). Keep the guard: dropping it flushes.
+pub fn init() -> TracingGuard {
+    Config::from_env().install()
+}
 
 /// Waits until every trace finished so far has been exported, at most `timeout`; returns whether it was.
 pub fn flush(timeout: Duration) -> bool {
@@ -148,6 +155,20 @@ impl Config {
     /// Nothing set yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The exporter the environment names: an MLflow server when `MLFLOW_TRACKING_URI` is `http(s)://…`
+    /// (experiment from `MLFLOW_EXPERIMENT_ID` / `MLFLOW_EXPERIMENT_NAME`), else a collector when
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, else none (traces stay in process for [`get_trace`]).
+    pub fn from_env() -> Self {
+        let config = Config::new();
+        if let Some(exporter) = MlflowExporter::from_env() {
+            return config.exporter(exporter);
+        }
+        match OtlpExporter::from_env() {
+            Some(exporter) => config.exporter(exporter),
+            None => config,
+        }
     }
 
     /// Sends finished traces to this exporter.
