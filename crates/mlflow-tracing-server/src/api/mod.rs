@@ -2,6 +2,7 @@
 //! under `/ajax-api/…` (the web UI's prefix). Unknown routes answer a bare 404, as MLflow's server does:
 //! clients read that as "endpoint not found" and fall back to older endpoints.
 
+mod artifacts;
 mod experiments;
 mod traces;
 
@@ -38,6 +39,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<AppState<S>>> {
         .route("/health", get(|| async { "OK" }));
     let router = mirrored(router, "/3.0/mlflow/server-info", get(server_info));
     let router = experiments::routes(router);
+    let router = artifacts::routes(router);
     traces::routes(router)
 }
 

@@ -309,3 +309,64 @@ async fn malformed_trace_requests_are_400_and_lose_nothing() {
         "the stored trace is untouched"
     );
 }
+
+#[tokio::test]
+async fn traces_json_uploads_are_ingested_and_downloads_rebuilt() {
+    let server = server_with_experiment_2().await;
+    start_trace_v3(&server).await;
+    // The pipeline trace's spans as the 3.x client uploads them.
+    let (_, spans) = captured_spans();
+    let upload = mlflow_tracing_core::codec::span_json::write_traces_json_v3(
+        &mlflow_tracing_core::TraceData {
+            spans: spans.clone(),
+        },
+    );
+    let path =
+        format!("/api/2.0/mlflow-artifacts/artifacts/2/traces/{TRACE_ID}/artifacts/traces.json");
+    let reply = server
+        .raw("PUT", &path, "text/plain", upload.clone().into_bytes())
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        server
+            .raw("PUT", &path, "text/plain", upload.into_bytes())
+            .await
+            .status,
+        200,
+        "uploads are idempotent"
+    );
+
+    let info = server
+        .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+        .await
+        .json();
+    assert_eq!(
+        info["trace"]["trace_info"]["tags"]["mlflow.trace.spansLocation"],
+        "TRACKING_STORE"
+    );
+    let downloaded = server.get(&path).await;
+    assert_eq!(downloaded.content_type.as_deref(), Some("text/plain"));
+    let read_back = mlflow_tracing_core::codec::span_json::read_traces_json(
+        std::str::from_utf8(&downloaded.body).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(read_back.spans, spans);
+    let via_ui = server
+        .get(&format!(
+            "/ajax-api/2.0/mlflow/get-trace-artifact?request_id={TRACE_ID}"
+        ))
+        .await;
+    assert_eq!(via_ui.body, downloaded.body);
+
+    let foreign = server.raw("PUT", "/api/2.0/mlflow-artifacts/artifacts/2/traces/tr-00000000000000000000000000000001/artifacts/traces.json", "text/plain", downloaded.body.to_vec()).await;
+    assert_eq!(foreign.status, 400, "spans of another trace are refused");
+    let garbage = server
+        .raw("PUT", &path, "text/plain", b"{not json".to_vec())
+        .await;
+    assert_eq!(garbage.json()["error_code"], "INVALID_PARAMETER_VALUE");
+}

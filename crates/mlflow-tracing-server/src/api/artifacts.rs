@@ -1,0 +1,125 @@
+//! Trace artifacts: `traces.json` uploaded by clients that did not (or could not) send spans over OTLP, and
+//! downloaded by clients and the UI. Spans are kept in the database either way: an upload is ingested like
+//! an OTLP export (idempotently), a download is built from the stored spans.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mlflow_tracing_core::TraceData;
+use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
+use mlflow_tracing_core::codec::span_json::{read_traces_json, write_traces_json_v3};
+
+use super::{State, mirrored, query_pairs, query_value};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::store::Store;
+
+pub(super) fn routes<S: Store>(router: Router<Arc<AppState<S>>>) -> Router<Arc<AppState<S>>> {
+    let artifact = get(download::<S>).put(upload::<S>);
+    let router = mirrored(router, "/2.0/mlflow-artifacts/artifacts/{*path}", artifact);
+    let router = mirrored(
+        router,
+        "/2.0/mlflow/get-trace-artifact",
+        get(get_trace_artifact::<S>),
+    );
+    mirrored(
+        router,
+        "/3.0/mlflow/get-trace-artifact",
+        get(get_trace_artifact::<S>),
+    )
+}
+
+/// `(experiment_id, trace_id)` of `<experiment>/traces/<trace_id>/artifacts/traces.json`.
+fn trace_artifact_path(path: &str) -> ApiResult<(String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [experiment, "traces", trace_id, "artifacts", "traces.json"] => {
+            Ok(((*experiment).to_owned(), (*trace_id).to_owned()))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "artifact {path:?} not found: this server stores trace artifacts only (<experiment>/traces/<trace_id>/artifacts/traces.json)"
+        ))),
+    }
+}
+
+async fn upload<S: Store>(
+    state: State<S>,
+    Path(path): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (experiment_id, trace_id) = trace_artifact_path(&path)?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::invalid("traces.json is not UTF-8"))?;
+    let data = read_traces_json(text)
+        .map_err(|error| ApiError::invalid(format!("invalid traces.json: {error}")))?;
+    if let Some(span) = data
+        .spans
+        .iter()
+        .find(|span| span.trace_id.to_mlflow() != trace_id)
+    {
+        return Err(ApiError::invalid(format!(
+            "traces.json of {trace_id} holds span {} of trace {}",
+            span.span_id,
+            span.trace_id.to_mlflow()
+        )));
+    }
+    if !data.spans.is_empty() {
+        state
+            .store
+            .log_spans(experiment_id, data.spans, BTreeMap::new())
+            .await?;
+    }
+    Ok(().into_response())
+}
+
+async fn traces_json<S: Store>(state: &State<S>, trace_id: String) -> ApiResult<String> {
+    let texts = state.store.get_span_texts(trace_id.clone()).await?;
+    if texts.is_empty() {
+        // Distinguish a missing trace (404 with the store's message) from a trace without spans.
+        state.store.get_trace_info(trace_id.clone()).await?;
+        return Err(ApiError::not_found(format!(
+            "no spans stored for trace {trace_id}"
+        )));
+    }
+    let spans = texts
+        .iter()
+        .map(|text| {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|error| ApiError::invalid(error.to_string()))?;
+            span_from_rest_json(&value).map_err(|error| ApiError::invalid(error.to_string()))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(write_traces_json_v3(&TraceData { spans }))
+}
+
+async fn download<S: Store>(state: State<S>, Path(path): Path<String>) -> ApiResult<Response> {
+    let (_, trace_id) = trace_artifact_path(&path)?;
+    let text = traces_json(&state, trace_id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], text).into_response())
+}
+
+async fn get_trace_artifact<S: Store>(
+    state: State<S>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = query_pairs(query.as_deref());
+    let trace_id = query_value(&pairs, "request_id")
+        .or_else(|| query_value(&pairs, "trace_id"))
+        .ok_or_else(|| ApiError::invalid("missing value for required parameter 'request_id'"))?;
+    let text = traces_json(&state, trace_id.to_owned()).await?;
+    let disposition = "attachment; filename=traces.json";
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response())
+}
