@@ -104,11 +104,38 @@ def main():
     client.set_trace_tag(client_trace_id, "after", "yes")
     client.delete_trace_tag(client_trace_id, "origin")
     readback = [normalize(mlflow.get_trace(trace.info.trace_id)) for trace in traces]
+    filters = [
+        "status = 'OK'",
+        "trace.status = 'ERROR'",
+        "tags.env = 'test'",
+        "tags.`mlflow.traceName` LIKE 'pipe%'",
+        "metadata.`mlflow.trace.session` = 'sess-1'",
+        "span.type = 'RETRIEVER'",
+        "attributes.status != 'OK'",
+        "span.name LIKE 'client%'",
+    ]
+    filtered = {
+        filter_string: sorted(
+            trace.info.tags.get("mlflow.traceName")
+            for trace in mlflow.search_traces(
+                locations=[experiment.experiment_id], filter_string=filter_string, return_type="list"
+            )
+        )
+        for filter_string in filters
+    }
+    ordered = [
+        trace.info.tags.get("mlflow.traceName")
+        for trace in mlflow.search_traces(
+            locations=[experiment.experiment_id], order_by=["timestamp_ms ASC"], return_type="list"
+        )
+    ]
     deleted = client.delete_traces(experiment.experiment_id, trace_ids=[by_name["failing"].info.trace_id])
     remaining = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list")
     json.dump(
         {
             "traces": sorted(readback, key=lambda trace: trace["name"] or ""),
+            "filtered": filtered,
+            "ordered": ordered,
             "deleted": deleted,
             "remaining": sorted(trace.info.tags.get("mlflow.traceName") for trace in remaining),
         },

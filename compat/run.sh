@@ -52,7 +52,7 @@ if real != ours:
     lines = lambda value: json.dumps(value, indent=1, sort_keys=True).splitlines()
     print("\n".join(difflib.unified_diff(lines(real), lines(ours), "mlflow server", "mlflow-tracing server", lineterm="")))
     sys.exit("the official client saw different results")
-print(f"identical: {len(ours['traces'])} traces, {sum(len(t['spans']) for t in ours['traces'])} spans, tags, deletes")
+print(f"identical: {len(ours['traces'])} traces, {sum(len(t['spans']) for t in ours['traces'])} spans, {len(ours['filtered'])} filtered searches, ordering, tags, deletes")
 PY
 
 for target in "real:$REAL_PORT" "ours:$OURS_PORT"; do

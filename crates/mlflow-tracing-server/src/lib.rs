@@ -10,6 +10,7 @@
 pub mod api;
 pub mod error;
 pub mod otlp;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{DeleteTraces, Store};
+use crate::search::{parse_filter, parse_order_by};
+use crate::store::{DeleteTraces, Store, TraceQuery};
 
 /// Most traces a search page or a batch get returns.
 const MAX_TRACES_PER_REQUEST: usize = 1000;
@@ -176,51 +177,23 @@ async fn search_v3<S: Store>(state: State<S>, body: Bytes) -> ApiResult<Json<Val
             "at least one MLFLOW_EXPERIMENT location is required in 'locations'",
         ));
     }
-    if let Some(filter) = request
-        .filter
-        .as_deref()
-        .filter(|filter| !filter.trim().is_empty())
-    {
-        return Err(ApiError::invalid(format!(
-            "filter {filter:?} is not supported by this server yet"
-        )));
-    }
-    if let Some(order) = request
-        .order_by
-        .iter()
-        .find(|order| !is_default_order(order))
-    {
-        return Err(ApiError::invalid(format!(
-            "order_by {order:?} is not supported by this server yet"
-        )));
-    }
-    let limit = max_results(request.max_results, 100, MAX_TRACES_PER_REQUEST)?;
-    let offset = parse_page_token(request.page_token.as_deref())?;
-    let page = state
-        .store
-        .search_traces(experiment_ids, limit, offset)
-        .await?;
+    let conditions = parse_filter(request.filter.as_deref().unwrap_or_default())
+        .map_err(|error| ApiError::invalid(error.to_string()))?;
+    let order = parse_order_by(&request.order_by)
+        .map_err(|error| ApiError::invalid(format!("invalid order_by: {error}")))?;
+    let query = TraceQuery {
+        experiment_ids,
+        conditions,
+        order,
+        max_results: max_results(request.max_results, 100, MAX_TRACES_PER_REQUEST)?,
+        offset: parse_page_token(request.page_token.as_deref())?,
+    };
+    let page = state.store.search_traces(query).await?;
     let mut response = json!({"traces": page.items.iter().map(info_json).collect::<Vec<_>>()});
     if let Some(next) = page.next_offset {
         response["next_page_token"] = page_token(next).into();
     }
     Ok(Json(response))
-}
-
-/// The order the store returns: newest first.
-fn is_default_order(order: &str) -> bool {
-    let normalized = order
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase();
-    matches!(
-        normalized.as_str(),
-        "timestamp_ms desc"
-            | "timestamp desc"
-            | "request_time desc"
-            | "attributes.timestamp_ms desc"
-    )
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,8 @@ use std::future::Future;
 
 use mlflow_tracing_core::{Span, TraceInfo};
 
+use crate::search::{Condition, OrderBy};
+
 /// A portable error kind, so the API maps errors without reading messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -77,6 +79,16 @@ pub struct Experiment {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_offset: Option<usize>,
+}
+
+/// A trace search.
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    pub experiment_ids: Vec<String>,
+    pub conditions: Vec<Condition>,
+    pub order: Vec<OrderBy>,
+    pub max_results: usize,
+    pub offset: usize,
 }
 
 /// Which traces `delete_traces` removes.
@@ -159,11 +171,9 @@ pub trait Store: Send + Sync + 'static {
         which: DeleteTraces,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 
-    /// Trace records of these experiments, newest first.
+    /// Trace records of these experiments that match every condition, in `order` (newest first when empty).
     fn search_traces(
         &self,
-        experiment_ids: Vec<String>,
-        max_results: usize,
-        offset: usize,
+        query: TraceQuery,
     ) -> impl Future<Output = StoreResult<Page<TraceInfo>>> + Send;
 }

@@ -21,7 +21,10 @@ use mlflow_tracing_core::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult};
+use rusqlite::types::Value as SqlValue;
+
+use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult, TraceQuery};
+use crate::search::{Comparator, Condition, Field, Literal, OrderBy};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
 /// Writes committed together at most.
@@ -59,7 +62,7 @@ fn configure(connection: &Connection) -> StoreResult<()> {
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000;",
+             PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
         )
         .map_err(sql_error)
 }
@@ -221,6 +224,181 @@ fn parse_experiment_id(experiment_id: &str) -> StoreResult<i64> {
             "invalid experiment id {experiment_id:?}: expected an integer"
         ))
     })
+}
+
+/// The SQL text of a value expression for a field compared directly (not through a list).
+fn scalar_expression(field: &Field) -> Option<&'static str> {
+    Some(match field {
+        Field::TraceId => "t.trace_id",
+        Field::Timestamp => "t.request_time",
+        Field::ExecutionTime => "t.execution_duration",
+        Field::EndTime => "(t.request_time + t.execution_duration)",
+        Field::Status => "t.state",
+        Field::ClientRequestId => "t.client_request_id",
+        Field::Name => {
+            "COALESCE((SELECT value FROM trace_tags WHERE trace_id = t.trace_id AND key = 'mlflow.traceName'), \
+             (SELECT name FROM spans WHERE trace_id = t.trace_id AND parent_span_id IS NULL LIMIT 1))"
+        }
+        Field::RunId => {
+            "(SELECT value FROM trace_metadata WHERE trace_id = t.trace_id AND key = 'mlflow.sourceRun')"
+        }
+        _ => return None,
+    })
+}
+
+fn bind(literal: &Literal, field: &Field) -> SqlValue {
+    match literal {
+        Literal::Number(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+            SqlValue::Integer(*number as i64)
+        }
+        Literal::Number(number) => SqlValue::Real(*number),
+        // Status values are stored in the v3 spelling; accept the v2 one.
+        Literal::Text(text) if *field == Field::Status => SqlValue::Text(
+            TraceState::parse(text).map_or_else(|| text.clone(), |state| state.as_str().to_owned()),
+        ),
+        Literal::Text(text) => SqlValue::Text(text.clone()),
+    }
+}
+
+/// `expression <comparator> ?…` with its parameters.
+fn predicate(
+    expression: &str,
+    condition: &Condition,
+    parameters: &mut Vec<SqlValue>,
+) -> StoreResult<String> {
+    let values = &condition.values;
+    let operator = match condition.comparator {
+        Comparator::Eq => "=",
+        Comparator::Ne => "!=",
+        Comparator::Lt => "<",
+        Comparator::Le => "<=",
+        Comparator::Gt => ">",
+        Comparator::Ge => ">=",
+        Comparator::Like => "LIKE",
+        Comparator::ILike => {
+            parameters.push(bind(&values[0], &condition.field));
+            return Ok(format!("LOWER({expression}) LIKE LOWER(?)"));
+        }
+        Comparator::RLike => {
+            return Err(StoreError::invalid(
+                "RLIKE is not supported by this server yet; use LIKE or ILIKE",
+            ));
+        }
+        Comparator::In | Comparator::NotIn => {
+            parameters.extend(values.iter().map(|value| bind(value, &condition.field)));
+            let negation = if condition.comparator == Comparator::NotIn {
+                "NOT "
+            } else {
+                ""
+            };
+            return Ok(format!(
+                "{expression} {negation}IN ({})",
+                vec!["?"; values.len()].join(", ")
+            ));
+        }
+        Comparator::IsNull => return Ok(format!("{expression} IS NULL")),
+        Comparator::IsNotNull => return Ok(format!("{expression} IS NOT NULL")),
+    };
+    parameters.push(bind(&values[0], &condition.field));
+    Ok(format!("{expression} {operator} ?"))
+}
+
+/// ` AND …` clauses for the conditions, with their parameters in order. Keys and values are parameters;
+/// only fixed SQL text is spliced.
+fn compile_conditions(conditions: &[Condition]) -> StoreResult<(String, Vec<SqlValue>)> {
+    let mut sql = String::new();
+    let mut parameters = Vec::new();
+    for condition in conditions {
+        let clause = match &condition.field {
+            field @ (Field::TraceId
+            | Field::Timestamp
+            | Field::ExecutionTime
+            | Field::EndTime
+            | Field::Status
+            | Field::ClientRequestId
+            | Field::Name
+            | Field::RunId) => predicate(
+                scalar_expression(field).unwrap_or("NULL"),
+                condition,
+                &mut parameters,
+            )?,
+            Field::Tag(key) | Field::Metadata(key) => {
+                let table = if matches!(condition.field, Field::Tag(_)) {
+                    "trace_tags"
+                } else {
+                    "trace_metadata"
+                };
+                parameters.push(SqlValue::Text(key.clone()));
+                let exists = format!(
+                    "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?"
+                );
+                match condition.comparator {
+                    Comparator::IsNull => format!("NOT {exists})"),
+                    Comparator::IsNotNull => format!("{exists})"),
+                    _ => format!(
+                        "{exists} AND {})",
+                        predicate("x.value", condition, &mut parameters)?
+                    ),
+                }
+            }
+            Field::SpanName | Field::SpanType | Field::SpanStatus => {
+                let column = match condition.field {
+                    Field::SpanName => "s.name",
+                    Field::SpanType => "s.span_type",
+                    _ => "s.status",
+                };
+                format!(
+                    "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+                    predicate(column, condition, &mut parameters)?
+                )
+            }
+            Field::SpanAttribute(key) => {
+                parameters.push(SqlValue::Text(key.clone()));
+                let value = "COALESCE(json_extract(a.value, '$.value.string_value'), \
+                             CAST(json_extract(a.value, '$.value.int_value') AS TEXT), \
+                             CAST(json_extract(a.value, '$.value.double_value') AS TEXT), \
+                             CAST(json_extract(a.value, '$.value.bool_value') AS TEXT), json_extract(a.value, '$.value'))";
+                format!(
+                    "EXISTS (SELECT 1 FROM spans s, json_each(s.content, '$.attributes') a WHERE s.trace_id = t.trace_id \
+                     AND json_extract(a.value, '$.key') = ? AND {})",
+                    predicate(value, condition, &mut parameters)?
+                )
+            }
+            Field::Text | Field::SpanContent => {
+                if !matches!(condition.comparator, Comparator::Like | Comparator::ILike) {
+                    return Err(StoreError::invalid(
+                        "trace.text and span.content take LIKE or ILIKE",
+                    ));
+                }
+                format!(
+                    "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+                    predicate("s.content", condition, &mut parameters)?
+                )
+            }
+        };
+        sql.push_str(" AND ");
+        sql.push_str(&clause);
+    }
+    Ok((sql, parameters))
+}
+
+/// The `ORDER BY` list, ending with the trace id so pages are stable.
+fn order_sql(order: &[OrderBy]) -> String {
+    let mut parts: Vec<String> = order
+        .iter()
+        .filter_map(|entry| {
+            let expression = scalar_expression(&entry.field)?;
+            Some(format!(
+                "{expression} {}",
+                if entry.ascending { "ASC" } else { "DESC" }
+            ))
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push("t.request_time DESC".to_owned());
+    }
+    parts.push("t.trace_id".to_owned());
+    parts.join(", ")
 }
 
 /// The stored form of a trace id: `tr-<hex>` for anything that reads as a trace id.
@@ -794,41 +972,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn search_traces(
-        &self,
-        experiment_ids: Vec<String>,
-        max_results: usize,
-        offset: usize,
-    ) -> StoreResult<Page<TraceInfo>> {
-        let experiments: Vec<i64> = experiment_ids
+    async fn search_traces(&self, query: TraceQuery) -> StoreResult<Page<TraceInfo>> {
+        let experiments: Vec<i64> = query
+            .experiment_ids
             .iter()
             .map(|id| parse_experiment_id(id))
             .collect::<Result<_, _>>()?;
+        let (conditions_sql, mut parameters) = compile_conditions(&query.conditions)?;
         self.read(move |connection| {
             let placeholders = vec!["?"; experiments.len()].join(", ");
+            let mut bound: Vec<SqlValue> = experiments.iter().map(|id| SqlValue::Integer(*id)).collect();
+            bound.append(&mut parameters);
             let sql = format!(
-                "SELECT trace_id FROM traces WHERE experiment_id IN ({placeholders}) \
-                 ORDER BY request_time DESC, trace_id LIMIT {} OFFSET {}",
-                max_results + 1,
-                offset
+                "SELECT t.trace_id FROM traces t WHERE t.experiment_id IN ({placeholders}){conditions_sql} \
+                 ORDER BY {} LIMIT {} OFFSET {}",
+                order_sql(&query.order),
+                query.max_results + 1,
+                query.offset
             );
             let mut statement = connection.prepare(&sql).map_err(sql_error)?;
             let ids: Vec<String> = statement
-                .query_map(rusqlite::params_from_iter(experiments.iter()), |row| {
-                    row.get(0)
-                })
+                .query_map(rusqlite::params_from_iter(bound.iter()), |row| row.get(0))
                 .map_err(sql_error)?
                 .collect::<Result<_, _>>()
                 .map_err(sql_error)?;
-            let has_more = ids.len() > max_results;
+            let has_more = ids.len() > query.max_results;
             let mut items = Vec::new();
-            for id in ids.iter().take(max_results) {
+            for id in ids.iter().take(query.max_results) {
                 items.extend(read_trace_info(connection, id)?);
             }
-            Ok(Page {
-                next_offset: has_more.then_some(offset + max_results),
-                items,
-            })
+            Ok(Page { next_offset: has_more.then_some(query.offset + query.max_results), items })
         })
         .await
     }

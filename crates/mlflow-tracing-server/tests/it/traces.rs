@@ -370,3 +370,103 @@ async fn traces_json_uploads_are_ingested_and_downloads_rebuilt() {
         .await;
     assert_eq!(garbage.json()["error_code"], "INVALID_PARAMETER_VALUE");
 }
+
+#[tokio::test]
+async fn search_filters_and_orders_like_mlflow() {
+    let server = server_with_experiment_2().await;
+    let (_, spans) = captured_spans();
+    post_spans(&server, &spans).await;
+    start_trace_v3(&server).await;
+    let error_request = fixture_json("wire/v3_start_trace_v3_error.json")["req_body"].clone();
+    server
+        .json("POST", "/api/3.0/mlflow/traces", &error_request)
+        .await;
+    let error_id = error_request["trace"]["trace_info"]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let search = |filter: &str, order: &[&str]| {
+        json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}],
+               "filter": filter, "order_by": order})
+    };
+    let ids = |reply: serde_json::Value| -> Vec<String> {
+        reply["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|info| info["trace_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let pipeline_only = vec![TRACE_ID.to_owned()];
+    let error_only = vec![error_id.clone()];
+    let none: Vec<String> = Vec::new();
+    let cases: Vec<(&str, &Vec<String>)> = vec![
+        ("status = 'OK'", &pipeline_only),
+        ("trace.status = 'ERROR'", &error_only),
+        ("attributes.status != 'OK'", &error_only),
+        ("tags.env = 'test'", &pipeline_only),
+        ("tags.env IS NULL", &error_only),
+        ("tags.`mlflow.traceName` LIKE 'pipe%'", &pipeline_only),
+        ("tags.`mlflow.traceName` LIKE 'PIPE%'", &none),
+        ("tags.`mlflow.traceName` ILIKE 'PIPE%'", &pipeline_only),
+        ("metadata.`mlflow.trace.session` = 'sess-1'", &pipeline_only),
+        ("span.type = 'RETRIEVER'", &pipeline_only),
+        ("span.name IN ('llm_call', 'nothing')", &pipeline_only),
+        ("span.attributes.model = 'fake-model'", &pipeline_only),
+        ("span.attributes.n = '3'", &pipeline_only),
+        ("trace.text ILIKE '%WHAT IS MLFLOW%'", &pipeline_only),
+        ("timestamp_ms > 1795478356900", &error_only),
+        ("execution_time_ms >= 80", &pipeline_only),
+        ("name IN ('failing')", &error_only),
+        ("status = 'OK' AND tags.env = 'nope'", &none),
+        ("tags.x = 'a''; DROP TABLE traces; --'", &none),
+    ];
+    for (filter, expected) in cases {
+        let reply = server
+            .json(
+                "POST",
+                "/api/3.0/mlflow/traces/search",
+                &search(filter, &[]),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{filter}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(&ids(reply.json()), expected, "{filter}");
+    }
+    let oldest_first = server
+        .json(
+            "POST",
+            "/api/3.0/mlflow/traces/search",
+            &search("", &["timestamp_ms ASC"]),
+        )
+        .await
+        .json();
+    assert_eq!(ids(oldest_first), [TRACE_ID.to_owned(), error_id.clone()]);
+
+    for (filter, fragment) in [
+        ("status = ", "position 9"),
+        ("status = 'OK' OR name = 'x'", "AND"),
+        ("colour = 'red'", "unknown key"),
+    ] {
+        let reply = server
+            .json(
+                "POST",
+                "/api/3.0/mlflow/traces/search",
+                &search(filter, &[]),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{filter}");
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(fragment), "{filter}: {message}");
+    }
+    let all = server
+        .json("POST", "/api/3.0/mlflow/traces/search", &search("", &[]))
+        .await
+        .json();
+    assert_eq!(ids(all).len(), 2, "the injection attempt changed nothing");
+}
