@@ -8,6 +8,7 @@
 //! ```
 
 pub mod api;
+pub mod demo;
 pub mod error;
 pub mod otlp;
 pub mod search;

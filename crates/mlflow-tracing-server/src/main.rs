@@ -39,6 +39,22 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
         max_body_bytes: usize,
     },
+    /// Runs the server, sends it the traces of a set of sample agents (exported over HTTP by the SDK), prints
+    /// where to look, and keeps serving.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on.
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Where traces are stored.
+        #[arg(long, default_value = "sqlite:///mlruns.db")]
+        backend_store_uri: String,
+        /// Exit after the agents ran instead of serving on.
+        #[arg(long)]
+        exit: bool,
+    },
 }
 
 /// The file path of a `sqlite:///…` URI, as SQLAlchemy (and so `mlflow server`) reads it.
@@ -72,6 +88,22 @@ async fn shutdown_signal() {
     log::info!("shutting down: finishing requests in flight");
 }
 
+async fn bind(
+    host: &str,
+    port: u16,
+    backend_store_uri: &str,
+) -> anyhow::Result<(tokio::net::TcpListener, SqliteStore, PathBuf)> {
+    let path = sqlite_path(backend_store_uri)?;
+    let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let address: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("invalid address {host}:{port}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))?;
+    Ok((listener, store, path))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -84,19 +116,52 @@ async fn main() -> anyhow::Result<()> {
             default_artifact_root: _,
             max_body_bytes,
         } => {
-            let path = sqlite_path(&backend_store_uri)?;
-            let store =
-                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            let address: SocketAddr = format!("{host}:{port}")
-                .parse()
-                .with_context(|| format!("invalid address {host}:{port}"))?;
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("binding {address}"))?;
-            log::info!(address:% = address, store:% = path.display(); "mlflow-tracing server listening");
+            let (listener, store, path) = bind(&host, port, &backend_store_uri).await?;
+            log::info!(address:% = listener.local_addr()?, store:% = path.display(); "mlflow-tracing server listening");
             axum::serve(listener, router(store, max_body_bytes))
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
+            Ok(())
+        }
+        Command::Demo {
+            host,
+            port,
+            backend_store_uri,
+            exit,
+        } => {
+            let (listener, store, path) = bind(&host, port, &backend_store_uri).await?;
+            let address = listener.local_addr()?;
+            let server = tokio::spawn(async move {
+                axum::serve(listener, router(store, DEFAULT_BODY_LIMIT))
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            });
+            let client_address = if address.ip().is_unspecified() {
+                format!("127.0.0.1:{}", address.port())
+            } else {
+                address.to_string()
+            };
+            let tracking_uri = format!("http://{client_address}");
+            let traces = mlflow_tracing_server::demo::run_agents(&tracking_uri).await?;
+            let experiment = mlflow_tracing_server::demo::DEMO_EXPERIMENT;
+            println!(
+                "Recorded {traces} demo traces in experiment '{experiment}' ({}).",
+                path.display()
+            );
+            println!("Tracking server: {tracking_uri}");
+            println!(
+                "  read them back:  MLFLOW_TRACKING_URI={tracking_uri} python -c \"import mlflow; \
+                 print(mlflow.search_traces(locations=[mlflow.get_experiment_by_name('{experiment}').experiment_id]))\""
+            );
+            println!(
+                "  send your own:   MLFLOW_TRACKING_URI={tracking_uri} cargo run -p mlflow-tracing --example qa_agent"
+            );
+            if exit {
+                server.abort();
+                return Ok(());
+            }
+            println!("Serving until Ctrl-C.");
+            server.await??;
             Ok(())
         }
     }
