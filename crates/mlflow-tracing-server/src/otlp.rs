@@ -91,7 +91,7 @@ async fn export<S: Store>(
             .collect();
         state
             .store
-            .log_spans(experiment_id.clone(), batch.spans, tags)
+            .log_spans(experiment_id.clone(), batch.spans, tags, None)
             .await?;
     }
     let empty =

@@ -58,21 +58,27 @@ async fn upload<S: Store>(
         std::str::from_utf8(&body).map_err(|_| ApiError::invalid("traces.json is not UTF-8"))?;
     let data = read_traces_json(text)
         .map_err(|error| ApiError::invalid(format!("invalid traces.json: {error}")))?;
-    if let Some(span) = data
-        .spans
-        .iter()
-        .find(|span| span.trace_id.to_mlflow() != trace_id)
-    {
-        return Err(ApiError::invalid(format!(
-            "traces.json of {trace_id} holds span {} of trace {}",
-            span.span_id,
-            span.trace_id.to_mlflow()
-        )));
-    }
+    // A v3 trace id is its spans' OpenTelemetry id; a v2 request id is not, and names the trace they go to.
+    let into_trace = if trace_id.starts_with("tr-") {
+        if let Some(span) = data
+            .spans
+            .iter()
+            .find(|span| span.trace_id.to_mlflow() != trace_id)
+        {
+            return Err(ApiError::invalid(format!(
+                "traces.json of {trace_id} holds span {} of trace {}",
+                span.span_id,
+                span.trace_id.to_mlflow()
+            )));
+        }
+        None
+    } else {
+        Some(trace_id)
+    };
     if !data.spans.is_empty() {
         state
             .store
-            .log_spans(experiment_id, data.spans, BTreeMap::new())
+            .log_spans(experiment_id, data.spans, BTreeMap::new(), into_trace)
             .await?;
     }
     Ok(().into_response())

@@ -5,6 +5,7 @@
 mod artifacts;
 mod experiments;
 mod traces;
+mod traces_v2;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<AppState<S>>> {
     let router = mirrored(router, "/3.0/mlflow/server-info", get(server_info));
     let router = experiments::routes(router);
     let router = artifacts::routes(router);
+    let router = traces_v2::routes(router);
     traces::routes(router)
 }
 

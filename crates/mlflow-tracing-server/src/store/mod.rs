@@ -81,6 +81,15 @@ pub struct Page<T> {
     pub next_offset: Option<usize>,
 }
 
+/// What a v2 EndTrace changes.
+#[derive(Debug, Clone)]
+pub struct TraceEnd {
+    pub end_time_ms: i64,
+    pub state: mlflow_tracing_core::TraceState,
+    pub metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// A trace search.
 #[derive(Debug, Clone, Default)]
 pub struct TraceQuery {
@@ -133,13 +142,28 @@ pub trait Store: Send + Sync + 'static {
     fn start_trace(&self, info: TraceInfo) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
 
     /// Stores spans (a span already stored is replaced) and creates or updates the records of their traces.
-    /// `resource_tags` become tags of traces created here.
+    /// `resource_tags` become tags of traces created here. With `into_trace`, all spans belong to that
+    /// trace (an upload for a v2 request id) instead of `tr-<their trace id>`.
     fn log_spans(
         &self,
         experiment_id: String,
         spans: Vec<Span>,
         resource_tags: BTreeMap<String, String>,
+        into_trace: Option<String>,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Starts a trace through the v2 API: the server makes the request id.
+    fn create_trace_v2(
+        &self,
+        info: TraceInfo,
+    ) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
+
+    /// Ends a v2 trace: its duration, state, and metadata and tags merged in.
+    fn end_trace_v2(
+        &self,
+        request_id: String,
+        end: TraceEnd,
+    ) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
 
     fn get_trace_info(
         &self,

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use rusqlite::types::Value as SqlValue;
 
-use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult, TraceQuery};
+use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult, TraceEnd, TraceQuery};
 use crate::search::{Comparator, Condition, Field, Literal, OrderBy};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
@@ -401,9 +401,42 @@ fn order_sql(order: &[OrderBy]) -> String {
     parts.join(", ")
 }
 
+/// A v2 request id: 32 random hex digits, as MLflow's server makes them.
+fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::with_capacity(32);
+    for _ in 0..2 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos()),
+        );
+        id.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    id
+}
+
 /// The stored form of a trace id: `tr-<hex>` for anything that reads as a trace id.
 pub fn normalize_trace_id(trace_id: &str) -> String {
     TraceId::parse_any(trace_id).map_or_else(|_| trace_id.to_owned(), |id| id.to_mlflow())
+}
+
+/// The stored id of a trace given in any spelling: as given (v2 request ids are bare hex), else as `tr-<hex>`.
+fn resolve_trace_id(connection: &Connection, given: &str) -> StoreResult<Option<String>> {
+    let normalized = normalize_trace_id(given);
+    let mut statement = connection
+        .prepare_cached("SELECT trace_id FROM traces WHERE trace_id IN (?1, ?2) ORDER BY trace_id = ?1 DESC LIMIT 1")
+        .map_err(sql_error)?;
+    statement
+        .query_row(params![given, normalized], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)
+}
+
+fn require_trace(connection: &Connection, given: &str) -> StoreResult<String> {
+    resolve_trace_id(connection, given)?
+        .ok_or_else(|| StoreError::not_found(format!("Trace with ID {given} not found.")))
 }
 
 fn artifact_location(experiment_id: &str, trace_id: &str) -> String {
@@ -550,16 +583,6 @@ fn put_entry(
     Ok(())
 }
 
-fn trace_exists(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
-    connection
-        .prepare_cached("SELECT 1 FROM traces WHERE trace_id = ?1")
-        .map_err(sql_error)?
-        .query_row([trace_id], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(sql_error)
-}
-
 fn has_spans(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
     connection
         .prepare_cached("SELECT 1 FROM spans WHERE trace_id = ?1 LIMIT 1")
@@ -570,8 +593,9 @@ fn has_spans(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
         .map_err(sql_error)
 }
 
-fn store_trace_info(connection: &Connection, info: &TraceInfo) -> StoreResult<TraceInfo> {
-    let trace_id = normalize_trace_id(&info.trace_id);
+/// Stores a client's record. `v3` adds the `infoFinalized` marker MLflow's v3 API adds.
+fn store_trace_info(connection: &Connection, info: &TraceInfo, v3: bool) -> StoreResult<TraceInfo> {
+    let trace_id = info.trace_id.clone();
     let experiment = info
         .experiment_id()
         .ok_or_else(|| StoreError::invalid("trace_location must be an MLflow experiment"))?
@@ -606,14 +630,16 @@ fn store_trace_info(connection: &Connection, info: &TraceInfo) -> StoreResult<Tr
     for (key, value) in &info.tags {
         put_entry(connection, "trace_tags", &trace_id, key, value, true)?;
     }
-    put_entry(
-        connection,
-        "trace_metadata",
-        &trace_id,
-        keys::META_INFO_FINALIZED,
-        "true",
-        true,
-    )?;
+    if v3 {
+        put_entry(
+            connection,
+            "trace_metadata",
+            &trace_id,
+            keys::META_INFO_FINALIZED,
+            "true",
+            true,
+        )?;
+    }
     put_entry(
         connection,
         "trace_tags",
@@ -658,20 +684,31 @@ fn root_derived_entries(root: &Span) -> (Entries, Entries) {
     (tags, metadata)
 }
 
+/// Stores spans under `tr-<their trace id>`, or all under `into_trace` (a `traces.json` upload of a trace whose
+/// id is not its spans' OpenTelemetry id, as with the v2 API's request ids).
 fn store_spans(
     connection: &Connection,
     experiment: &str,
     spans: &[Span],
     resource_tags: &BTreeMap<String, String>,
+    into_trace: Option<&str>,
 ) -> StoreResult<usize> {
     let experiment_id = parse_experiment_id(experiment)?;
     require_experiment(connection, experiment_id)?;
-    let mut by_trace: BTreeMap<TraceId, Vec<&Span>> = BTreeMap::new();
+    let mut by_trace: BTreeMap<String, (TraceId, Vec<&Span>)> = BTreeMap::new();
     for span in spans {
-        by_trace.entry(span.trace_id).or_default().push(span);
+        let trace_id = match into_trace {
+            Some(given) => resolve_trace_id(connection, given)?.unwrap_or_else(|| given.to_owned()),
+            None => span.trace_id.to_mlflow(),
+        };
+        by_trace
+            .entry(trace_id)
+            .or_insert_with(|| (span.trace_id, Vec::new()))
+            .1
+            .push(span);
     }
-    for (otel_trace_id, trace_spans) in &by_trace {
-        let trace_id = otel_trace_id.to_mlflow();
+    for (trace_id, (otel_trace_id, trace_spans)) in &by_trace {
+        let trace_id = trace_id.clone();
         let earliest_start = trace_spans
             .iter()
             .map(|span| span.start_time_unix_nano)
@@ -865,7 +902,7 @@ impl Store for SqliteStore {
     }
 
     async fn start_trace(&self, info: TraceInfo) -> StoreResult<TraceInfo> {
-        self.write(move |connection| store_trace_info(connection, &info))
+        self.write(move |connection| store_trace_info(connection, &info, true))
             .await
     }
 
@@ -874,17 +911,24 @@ impl Store for SqliteStore {
         experiment_id: String,
         spans: Vec<Span>,
         resource_tags: BTreeMap<String, String>,
+        into_trace: Option<String>,
     ) -> StoreResult<usize> {
         self.write(move |connection| {
-            store_spans(connection, &experiment_id, &spans, &resource_tags)
+            store_spans(
+                connection,
+                &experiment_id,
+                &spans,
+                &resource_tags,
+                into_trace.as_deref(),
+            )
         })
         .await
     }
 
     async fn get_trace_info(&self, trace_id: String) -> StoreResult<TraceInfo> {
-        let normalized = normalize_trace_id(&trace_id);
         self.read(move |connection| {
-            read_trace_info(connection, &normalized)?.ok_or_else(|| {
+            let stored = require_trace(connection, &trace_id)?;
+            read_trace_info(connection, &stored)?.ok_or_else(|| {
                 StoreError::not_found(format!("Trace with ID {trace_id} not found."))
             })
         })
@@ -892,15 +936,17 @@ impl Store for SqliteStore {
     }
 
     async fn get_span_texts(&self, trace_id: String) -> StoreResult<Vec<String>> {
-        let normalized = normalize_trace_id(&trace_id);
         self.read(move |connection| {
+            let Some(stored) = resolve_trace_id(connection, &trace_id)? else {
+                return Ok(Vec::new());
+            };
             let mut statement = connection
                 .prepare_cached(
                     "SELECT content FROM spans WHERE trace_id = ?1 ORDER BY start_time, span_id",
                 )
                 .map_err(sql_error)?;
             let rows = statement
-                .query_map([&normalized], |row| row.get(0))
+                .query_map([&stored], |row| row.get(0))
                 .map_err(sql_error)?;
             rows.collect::<Result<_, _>>().map_err(sql_error)
         })
@@ -908,30 +954,20 @@ impl Store for SqliteStore {
     }
 
     async fn set_trace_tag(&self, trace_id: String, key: String, value: String) -> StoreResult<()> {
-        let normalized = normalize_trace_id(&trace_id);
         self.write(move |connection| {
-            if !trace_exists(connection, &normalized)? {
-                return Err(StoreError::not_found(format!(
-                    "Trace with ID {trace_id} not found."
-                )));
-            }
-            put_entry(connection, "trace_tags", &normalized, &key, &value, true)
+            let stored = require_trace(connection, &trace_id)?;
+            put_entry(connection, "trace_tags", &stored, &key, &value, true)
         })
         .await
     }
 
     async fn delete_trace_tag(&self, trace_id: String, key: String) -> StoreResult<()> {
-        let normalized = normalize_trace_id(&trace_id);
         self.write(move |connection| {
-            if !trace_exists(connection, &normalized)? {
-                return Err(StoreError::not_found(format!(
-                    "Trace with ID {trace_id} not found."
-                )));
-            }
+            let stored = require_trace(connection, &trace_id)?;
             let deleted = connection
                 .execute(
                     "DELETE FROM trace_tags WHERE trace_id = ?1 AND key = ?2",
-                    params![normalized, key],
+                    params![stored, key],
                 )
                 .map_err(sql_error)?;
             if deleted == 0 {
@@ -953,11 +989,15 @@ impl Store for SqliteStore {
         self.write(move |connection| match which {
             DeleteTraces::Ids(ids) => {
                 let mut deleted = 0;
-                let mut statement = connection
-                    .prepare_cached("DELETE FROM traces WHERE experiment_id = ?1 AND trace_id = ?2")
-                    .map_err(sql_error)?;
                 for id in ids {
-                    deleted += statement.execute(params![experiment, normalize_trace_id(&id)]).map_err(sql_error)?;
+                    let Some(stored) = resolve_trace_id(connection, &id)? else {
+                        continue;
+                    };
+                    deleted += connection
+                        .prepare_cached("DELETE FROM traces WHERE experiment_id = ?1 AND trace_id = ?2")
+                        .map_err(sql_error)?
+                        .execute(params![experiment, stored])
+                        .map_err(sql_error)?;
                 }
                 Ok(deleted)
             }
@@ -968,6 +1008,31 @@ impl Store for SqliteStore {
                     params![experiment, max_timestamp_ms, max_traces.map_or(-1, |max| max as i64)],
                 )
                 .map_err(sql_error),
+        })
+        .await
+    }
+
+    async fn create_trace_v2(&self, info: TraceInfo) -> StoreResult<TraceInfo> {
+        self.write(move |connection| {
+            let mut info = info;
+            info.trace_id = new_request_id();
+            store_trace_info(connection, &info, false)
+        })
+        .await
+    }
+
+    async fn end_trace_v2(&self, request_id: String, end: TraceEnd) -> StoreResult<TraceInfo> {
+        self.write(move |connection| {
+            let stored = require_trace(connection, &request_id)?;
+            let mut info = read_trace_info(connection, &stored)?.ok_or_else(|| {
+                StoreError::not_found(format!("Trace with ID {request_id} not found."))
+            })?;
+            info.execution_duration_ms =
+                Some(end.end_time_ms.saturating_sub(info.request_time_ms).max(0));
+            info.state = end.state;
+            info.trace_metadata.extend(end.metadata);
+            info.tags.extend(end.tags);
+            store_trace_info(connection, &info, false)
         })
         .await
     }

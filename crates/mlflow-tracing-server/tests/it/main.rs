@@ -5,3 +5,4 @@ mod experiments;
 mod harness;
 mod otlp;
 mod traces;
+mod traces_v2;

@@ -296,7 +296,7 @@ async fn malformed_trace_requests_are_400_and_lose_nothing() {
         .json(
             "POST",
             "/api/3.0/mlflow/traces/search",
-            &json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}], "filter": "status = 'OK'"}),
+            &json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}], "filter": "status == == 'OK'"}),
         )
         .await;
     assert_eq!(search_with_filter.status, 400);
