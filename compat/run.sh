@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Compatibility with the official mlflow client (PyPI, in a venv this script creates):
-#  1. the same client program against our server and a real `mlflow server`: normalized results must be equal;
-#  2. our Rust examples exporting to the real `mlflow server`, read back with the official client;
-#  3. our Rust examples exporting to our server, read back with the official client.
+# Compatibility with the official mlflow client (PyPI, in venvs this script creates):
+#  1. the same 3.x client program against our server and a real `mlflow server`: normalized results equal;
+#  2. the same with the 2.x client (v2 write protocol, v2 traces.json);
+#  3. our Rust examples exporting to the real `mlflow server`, read back with the official client;
+#  4. our Rust examples exporting to our server, read back with the official client.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MLFLOW_VERSION=3.17.2
+MLFLOW_2_VERSION=2.22.1
 VENV=target/compat-venv
+VENV_2=target/compat-venv-2
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -18,6 +21,12 @@ trap cleanup EXIT
 if ! "$VENV/bin/python" -c "import mlflow, sys; sys.exit(mlflow.__version__ != '$MLFLOW_VERSION')" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
+fi
+if ! "$VENV_2/bin/python" -c "import mlflow, sys; sys.exit(mlflow.__version__ != '$MLFLOW_2_VERSION')" 2>/dev/null; then
+  python3 -m venv "$VENV_2"
+  "$VENV_2/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_2_VERSION"
+  # MLflow 2.x's span processor breaks with OpenTelemetry SDK releases after 1.26 ('_shutdown' missing).
+  "$VENV_2/bin/pip" install --quiet --disable-pip-version-check --no-deps "opentelemetry-api==1.25.0" "opentelemetry-sdk==1.25.0"
 fi
 cargo build --quiet --locked -p mlflow-tracing-server -p mlflow-tracing --examples --bin mlflow-tracing
 
@@ -44,7 +53,8 @@ echo "== 1. the official client against both servers"
 MLFLOW_TRACKING_URI="http://127.0.0.1:$REAL_PORT" "$VENV/bin/python" compat/client_program.py >"$WORK/real.json" 2>"$WORK/real.err"
 MLFLOW_TRACKING_URI="http://127.0.0.1:$OURS_PORT" "$VENV/bin/python" compat/client_program.py >"$WORK/ours.json" 2>"$WORK/ours.err"
 if grep -q "WARNING" "$WORK/ours.err"; then echo "client warnings against our server:"; cat "$WORK/ours.err"; exit 1; fi
-python3 - "$WORK/real.json" "$WORK/ours.json" <<'PY'
+compare() {
+  python3 - "$1" "$2" <<'PY'
 import json, sys
 real, ours = (json.load(open(path)) for path in sys.argv[1:])
 if real != ours:
@@ -52,16 +62,25 @@ if real != ours:
     lines = lambda value: json.dumps(value, indent=1, sort_keys=True).splitlines()
     print("\n".join(difflib.unified_diff(lines(real), lines(ours), "mlflow server", "mlflow-tracing server", lineterm="")))
     sys.exit("the official client saw different results")
-print(f"identical: {len(ours['traces'])} traces, {sum(len(t['spans']) for t in ours['traces'])} spans, {len(ours['filtered'])} filtered searches, ordering, tags, deletes")
+assert ours["traces"], "no traces were read back"
+print(f"identical: {len(ours['traces'])} traces, {sum(len(t['spans']) for t in ours['traces'])} spans, {len(ours['filtered'])} filtered searches")
 PY
+}
+compare "$WORK/real.json" "$WORK/ours.json"
+
+echo "== 2. the 2.x client (v2 protocol) against both servers"
+MLFLOW_TRACKING_URI="http://127.0.0.1:$REAL_PORT" "$VENV_2/bin/python" compat/client_program_v2.py >"$WORK/real2.json" 2>"$WORK/real2.err"
+MLFLOW_TRACKING_URI="http://127.0.0.1:$OURS_PORT" "$VENV_2/bin/python" compat/client_program_v2.py >"$WORK/ours2.json" 2>"$WORK/ours2.err"
+if grep -q "WARNING" "$WORK/ours2.err"; then echo "2.x client warnings against our server:"; cat "$WORK/ours2.err"; exit 1; fi
+compare "$WORK/real2.json" "$WORK/ours2.json"
 
 for target in "real:$REAL_PORT" "ours:$OURS_PORT"; do
   name=${target%%:*}; port=${target##*:}
-  echo "== Rust examples -> $name server, read back with the official client"
+  echo "== Rust examples -> $name server, read back with the official client (3, 4)"
   for example in qa_agent client_api async_agent failing_tool; do
     MLFLOW_TRACKING_URI="http://127.0.0.1:$port" MLFLOW_EXPERIMENT_NAME=rust-examples \
       "target/debug/examples/$example" >/dev/null
   done
   MLFLOW_TRACKING_URI="http://127.0.0.1:$port" "$VENV/bin/python" compat/read_back.py rust-examples
 done
-echo "compat: 3 passed, 0 failed"
+echo "compat: 4 passed, 0 failed"

@@ -11,9 +11,11 @@ use axum::extract::{Path, RawQuery};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mlflow_tracing_core::TraceData;
 use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
-use mlflow_tracing_core::codec::span_json::{read_traces_json, write_traces_json_v3};
+use mlflow_tracing_core::codec::span_json::{
+    read_traces_json, write_traces_json_v2, write_traces_json_v3,
+};
+use mlflow_tracing_core::{TraceData, keys};
 
 use super::{State, mirrored, query_pairs, query_value};
 use crate::AppState;
@@ -84,11 +86,12 @@ async fn upload<S: Store>(
     Ok(().into_response())
 }
 
+/// The trace's `traces.json`, in the schema of the client that made it: v2 for traces started through the
+/// v2 API (their readers cannot read v3 spans), v3 otherwise.
 async fn traces_json<S: Store>(state: &State<S>, trace_id: String) -> ApiResult<String> {
-    let texts = state.store.get_span_texts(trace_id.clone()).await?;
+    let info = state.store.get_trace_info(trace_id.clone()).await?;
+    let texts = state.store.get_span_texts(info.trace_id.clone()).await?;
     if texts.is_empty() {
-        // Distinguish a missing trace (404 with the store's message) from a trace without spans.
-        state.store.get_trace_info(trace_id.clone()).await?;
         return Err(ApiError::not_found(format!(
             "no spans stored for trace {trace_id}"
         )));
@@ -101,7 +104,19 @@ async fn traces_json<S: Store>(state: &State<S>, trace_id: String) -> ApiResult<
             span_from_rest_json(&value).map_err(|error| ApiError::invalid(error.to_string()))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(write_traces_json_v3(&TraceData { spans }))
+    let data = TraceData { spans };
+    // 2.13 records the schema version as a tag, 2.14+ as metadata; v2 request ids have no `tr-`.
+    let schema_version = info
+        .tags
+        .get(keys::META_SCHEMA_VERSION)
+        .or(info.trace_metadata.get(keys::META_SCHEMA_VERSION));
+    let written_by_v2 =
+        schema_version.is_some_and(|version| version == "2") || !info.trace_id.starts_with("tr-");
+    Ok(if written_by_v2 {
+        write_traces_json_v2(&data)
+    } else {
+        write_traces_json_v3(&data)
+    })
 }
 
 async fn download<S: Store>(state: State<S>, Path(path): Path<String>) -> ApiResult<Response> {
