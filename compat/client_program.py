@@ -58,8 +58,23 @@ def normalize(trace):
     names = {span.span_id: span.name for span in spans}
     masked_metadata = {"mlflow.trace.sizeBytes", "mlflow.trace.sizeStats", "mlflow.source.name", "mlflow.user"}
     masked_metadata |= {key for key in info.trace_metadata if key.startswith("mlflow.source.git.")}
+    assessments = sorted(
+        (
+            {
+                "name": assessment.name,
+                "value": getattr(assessment, "value", None),
+                "rationale": assessment.rationale,
+                "valid": assessment.valid,
+                "source": str(assessment.source.source_type),
+                "overrides_something": bool(assessment.overrides),
+            }
+            for assessment in info.assessments
+        ),
+        key=lambda assessment: (assessment["name"], str(assessment["value"])),
+    )
     return {
         "name": info.tags.get("mlflow.traceName"),
+        "assessments": assessments,
         "state": str(info.state),
         "request_preview": info.request_preview,
         "response_preview": info.response_preview,
@@ -102,6 +117,13 @@ def main():
     traces = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list")
     by_name = {trace.info.tags.get("mlflow.traceName"): trace for trace in traces}
     client.set_trace_tag(client_trace_id, "after", "yes")
+    pipeline_id = by_name["pipeline"].info.trace_id
+    feedback = mlflow.log_feedback(
+        trace_id=pipeline_id, name="helpful", value=True, rationale="ok",
+        source=mlflow.entities.AssessmentSource(source_type="HUMAN", source_id="bob"),
+    )
+    mlflow.log_expectation(trace_id=pipeline_id, name="expected", value="answer")
+    mlflow.override_feedback(trace_id=pipeline_id, assessment_id=feedback.assessment_id, value=False, rationale="on reflection")
     client.delete_trace_tag(client_trace_id, "origin")
     readback = [normalize(mlflow.get_trace(trace.info.trace_id)) for trace in traces]
     filters = [

@@ -3,6 +3,7 @@
 //! clients read that as "endpoint not found" and fall back to older endpoints.
 
 mod artifacts;
+mod assessments;
 mod experiments;
 mod traces;
 mod traces_v2;
@@ -41,6 +42,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<AppState<S>>> {
     let router = mirrored(router, "/3.0/mlflow/server-info", get(server_info));
     let router = experiments::routes(router);
     let router = artifacts::routes(router);
+    let router = assessments::routes(router);
     let router = traces_v2::routes(router);
     traces::routes(router)
 }

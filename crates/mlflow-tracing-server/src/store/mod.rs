@@ -9,7 +9,7 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use mlflow_tracing_core::{Span, TraceInfo};
+use mlflow_tracing_core::{Assessment, Span, TraceInfo};
 
 use crate::search::{Condition, OrderBy};
 
@@ -151,6 +151,35 @@ pub trait Store: Send + Sync + 'static {
         resource_tags: BTreeMap<String, String>,
         into_trace: Option<String>,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Adds an assessment to a trace; the server makes its id. An assessment that `overrides` another marks
+    /// that one invalid.
+    fn create_assessment(
+        &self,
+        trace_id: String,
+        assessment: Assessment,
+    ) -> impl Future<Output = StoreResult<Assessment>> + Send;
+
+    fn get_assessment(
+        &self,
+        trace_id: String,
+        assessment_id: String,
+    ) -> impl Future<Output = StoreResult<Assessment>> + Send;
+
+    /// Changes the fields `update_mask` names.
+    fn update_assessment(
+        &self,
+        trace_id: String,
+        assessment_id: String,
+        changes: Assessment,
+        update_mask: Vec<String>,
+    ) -> impl Future<Output = StoreResult<Assessment>> + Send;
+
+    fn delete_assessment(
+        &self,
+        trace_id: String,
+        assessment_id: String,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Starts a trace through the v2 API: the server makes the request id.
     fn create_trace_v2(

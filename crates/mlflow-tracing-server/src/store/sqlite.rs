@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use mlflow_tracing_core::codec::rest_span::span_to_rest_json;
 use mlflow_tracing_core::{
-    Span, SpanStatusCode, TraceId, TraceInfo, TraceLocation, TraceState, keys,
+    Assessment, Span, SpanStatusCode, TraceId, TraceInfo, TraceLocation, TraceState, keys,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -26,7 +26,13 @@ use rusqlite::types::Value as SqlValue;
 use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult, TraceEnd, TraceQuery};
 use crate::search::{Comparator, Condition, Field, Literal, OrderBy};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_assessments.sql"),
+    ),
+];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
 
@@ -401,6 +407,62 @@ fn order_sql(order: &[OrderBy]) -> String {
     parts.join(", ")
 }
 
+fn read_assessments(connection: &Connection, trace_id: &str) -> StoreResult<Vec<Assessment>> {
+    let mut statement = connection
+        .prepare_cached("SELECT content FROM assessments WHERE trace_id = ?1 ORDER BY create_time, assessment_id")
+        .map_err(sql_error)?;
+    let rows = statement
+        .query_map([trace_id], |row| row.get::<_, String>(0))
+        .map_err(sql_error)?;
+    rows.map(|row| {
+        let text = row.map_err(sql_error)?;
+        serde_json::from_str(&text)
+            .map_err(|error| StoreError::internal(format!("stored assessment unreadable: {error}")))
+    })
+    .collect()
+}
+
+fn read_assessment(
+    connection: &Connection,
+    trace_id: &str,
+    assessment_id: &str,
+) -> StoreResult<Assessment> {
+    let text: Option<String> = connection
+        .prepare_cached(
+            "SELECT content FROM assessments WHERE trace_id = ?1 AND assessment_id = ?2",
+        )
+        .map_err(sql_error)?
+        .query_row(params![trace_id, assessment_id], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    let text = text.ok_or_else(|| {
+        StoreError::not_found(format!(
+            "Assessment with ID {assessment_id} not found in trace {trace_id}."
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|error| StoreError::internal(format!("stored assessment unreadable: {error}")))
+}
+
+fn write_assessment(connection: &Connection, assessment: &Assessment) -> StoreResult<()> {
+    let created = assessment
+        .create_time
+        .as_deref()
+        .and_then(mlflow_tracing_core::time::parse_rfc3339_millis)
+        .unwrap_or_else(now_ms);
+    let content = serde_json::to_string(assessment)
+        .map_err(|error| StoreError::internal(error.to_string()))?;
+    connection
+        .prepare_cached(
+            "INSERT INTO assessments (assessment_id, trace_id, name, create_time, content) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name, content = excluded.content",
+        )
+        .map_err(sql_error)?
+        .execute(params![assessment.assessment_id, assessment.trace_id, assessment.assessment_name, created, content])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
 /// A v2 request id: 32 random hex digits, as MLflow's server makes them.
 fn new_request_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -541,7 +603,7 @@ fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Optio
         response_preview: response,
         trace_metadata: read_map("trace_metadata")?,
         tags: read_map("trace_tags")?,
-        assessments: Vec::new(),
+        assessments: read_assessments(connection, trace_id)?,
     }))
 }
 
@@ -1008,6 +1070,99 @@ impl Store for SqliteStore {
                     params![experiment, max_timestamp_ms, max_traces.map_or(-1, |max| max as i64)],
                 )
                 .map_err(sql_error),
+        })
+        .await
+    }
+
+    async fn create_assessment(
+        &self,
+        trace_id: String,
+        assessment: Assessment,
+    ) -> StoreResult<Assessment> {
+        self.write(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            let mut assessment = assessment;
+            assessment.assessment_id = Some(format!("a-{}", new_request_id()));
+            assessment.trace_id = stored.clone();
+            let now = mlflow_tracing_core::time::format_rfc3339_millis(now_ms());
+            assessment.create_time.get_or_insert_with(|| now.clone());
+            assessment.last_update_time.get_or_insert(now);
+            assessment.valid.get_or_insert(true);
+            if let Some(overridden) = assessment.overrides.clone() {
+                let mut previous = read_assessment(connection, &stored, &overridden)?;
+                previous.valid = Some(false);
+                write_assessment(connection, &previous)?;
+            }
+            write_assessment(connection, &assessment)?;
+            Ok(assessment)
+        })
+        .await
+    }
+
+    async fn get_assessment(
+        &self,
+        trace_id: String,
+        assessment_id: String,
+    ) -> StoreResult<Assessment> {
+        self.read(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            read_assessment(connection, &stored, &assessment_id)
+        })
+        .await
+    }
+
+    async fn update_assessment(
+        &self,
+        trace_id: String,
+        assessment_id: String,
+        changes: Assessment,
+        update_mask: Vec<String>,
+    ) -> StoreResult<Assessment> {
+        self.write(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            let mut assessment = read_assessment(connection, &stored, &assessment_id)?;
+            for field in &update_mask {
+                match field.as_str() {
+                    "assessment_name" => {
+                        assessment.assessment_name = changes.assessment_name.clone()
+                    }
+                    "feedback" => assessment.feedback = changes.feedback.clone(),
+                    "expectation" => assessment.expectation = changes.expectation.clone(),
+                    "rationale" => assessment.rationale = changes.rationale.clone(),
+                    "metadata" => assessment.metadata = changes.metadata.clone(),
+                    "valid" => assessment.valid = changes.valid,
+                    "source" => assessment.source = changes.source.clone(),
+                    "span_id" => assessment.span_id = changes.span_id.clone(),
+                    other => {
+                        return Err(StoreError::invalid(format!(
+                            "update_mask names {other:?}, which cannot be updated"
+                        )));
+                    }
+                }
+            }
+            assessment.last_update_time =
+                Some(mlflow_tracing_core::time::format_rfc3339_millis(now_ms()));
+            write_assessment(connection, &assessment)?;
+            Ok(assessment)
+        })
+        .await
+    }
+
+    async fn delete_assessment(&self, trace_id: String, assessment_id: String) -> StoreResult<()> {
+        self.write(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            let deleted = connection
+                .execute(
+                    "DELETE FROM assessments WHERE trace_id = ?1 AND assessment_id = ?2",
+                    params![stored, assessment_id],
+                )
+                .map_err(sql_error)?;
+            if deleted == 0 {
+                return Err(StoreError::not_found(format!(
+                    "Assessment with ID {assessment_id} not found in trace {trace_id}."
+                )));
+            }
+            Ok(())
         })
         .await
     }

@@ -1,5 +1,6 @@
 //! The server's integration tests, one binary: HTTP handlers driven in process against a real SQLite file.
 
+mod assessments;
 mod demo;
 mod experiments;
 mod harness;
