@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorCode};
 
 use crate::store::Store;
 
@@ -34,11 +38,26 @@ pub struct AppState<S> {
     pub store: S,
 }
 
-/// The whole HTTP API over `store`, accepting bodies up to `body_limit` bytes.
+/// The whole HTTP API over `store`, accepting bodies up to `body_limit` bytes (larger ones get a 413 with
+/// MLflow's error JSON).
 pub fn router<S: Store>(store: S, body_limit: usize) -> Router {
     let state = Arc::new(AppState { store });
     api::routes::<S>()
         .merge(otlp::routes::<S>())
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(
+            move |response: Response| async move {
+                if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+                    return response;
+                }
+                let message =
+                    format!("the request body is larger than the limit of {body_limit} bytes");
+                ApiError {
+                    code: ErrorCode::TooLarge,
+                    message,
+                }
+                .into_response()
+            },
+        ))
 }

@@ -554,6 +554,48 @@ mod tests {
     }
 
     #[test]
+    fn random_filters_never_panic() {
+        const PIECES: [&str; 24] = [
+            "status",
+            "tags.",
+            "`mlflow.traceName`",
+            "metadata.",
+            "span.",
+            "attributes.",
+            "=",
+            "!=",
+            "<=",
+            ">",
+            " ",
+            "LIKE",
+            "IN",
+            "(",
+            ")",
+            ",",
+            "'x'",
+            "\"y\"",
+            "12",
+            "-3.5e2",
+            "AND",
+            "IS NOT NULL",
+            "`",
+            "'",
+        ];
+        let mut state = 0x1234_5678_9abc_def0_u64;
+        for _ in 0..5000 {
+            let mut filter = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for step in 0..(state % 9) {
+                filter.push_str(PIECES[((state >> (step * 5)) % PIECES.len() as u64) as usize]);
+            }
+            let _ = parse_filter(&filter);
+            let _ = parse_order_by(&[filter]);
+        }
+    }
+
+    #[test]
     fn order_by_reads_direction() {
         let order = parse_order_by(&[
             "timestamp_ms DESC".into(),

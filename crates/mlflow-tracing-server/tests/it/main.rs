@@ -5,5 +5,6 @@ mod demo;
 mod experiments;
 mod harness;
 mod otlp;
+mod robustness;
 mod traces;
 mod traces_v2;
