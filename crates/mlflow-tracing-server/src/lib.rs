@@ -10,6 +10,7 @@
 pub mod api;
 pub mod demo;
 pub mod error;
+pub mod loadgen;
 pub mod otlp;
 pub mod search;
 pub mod store;

@@ -55,6 +55,25 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Measures OTLP ingest: concurrent clients posting traces, acknowledged spans per second, latency and
+    /// server memory. Starts its own server unless --target is given.
+    Loadgen {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds of load per server.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Spans per trace (one trace per request).
+        #[arg(long, default_value_t = 10)]
+        spans_per_trace: usize,
+        /// A running server to load instead of starting one (http://host:port).
+        #[arg(long)]
+        target: Option<String>,
+        /// The `mlflow` executable: also load a real `mlflow server`, for the ratio.
+        #[arg(long)]
+        mlflow: Option<PathBuf>,
+    },
 }
 
 /// The file path of a `sqlite:///…` URI, as SQLAlchemy (and so `mlflow server`) reads it.
@@ -121,6 +140,25 @@ async fn main() -> anyhow::Result<()> {
             axum::serve(listener, router(store, max_body_bytes))
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
+            Ok(())
+        }
+        Command::Loadgen {
+            clients,
+            seconds,
+            spans_per_trace,
+            target,
+            mlflow,
+        } => {
+            let options = mlflow_tracing_server::loadgen::LoadOptions {
+                clients: clients.max(1),
+                duration: std::time::Duration::from_secs(seconds.max(1)),
+                spans_per_trace: spans_per_trace.max(1),
+                target,
+                mlflow,
+            };
+            // The load runs on plain threads, off the runtime's.
+            tokio::task::spawn_blocking(move || mlflow_tracing_server::loadgen::run(&options))
+                .await??;
             Ok(())
         }
         Command::Demo {

@@ -67,7 +67,7 @@ fn sql_error(error: rusqlite::Error) -> StoreError {
 fn configure(connection: &Connection) -> StoreResult<()> {
     connection
         .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
         )
         .map_err(sql_error)
@@ -407,6 +407,27 @@ fn order_sql(order: &[OrderBy]) -> String {
     parts.join(", ")
 }
 
+/// Adds the tags the server owns: where the artifacts live and, once spans are stored, that they are in the
+/// database. They are derived here rather than stored with every trace.
+fn with_location_tags(
+    connection: &Connection,
+    trace_id: &str,
+    experiment_id: i64,
+    mut tags: BTreeMap<String, String>,
+) -> StoreResult<BTreeMap<String, String>> {
+    tags.insert(
+        keys::TAG_ARTIFACT_LOCATION.to_owned(),
+        artifact_location(&experiment_id.to_string(), trace_id),
+    );
+    if has_spans(connection, trace_id)? {
+        tags.insert(
+            keys::TAG_SPANS_LOCATION.to_owned(),
+            "TRACKING_STORE".to_owned(),
+        );
+    }
+    Ok(tags)
+}
+
 fn read_assessments(connection: &Connection, trace_id: &str) -> StoreResult<Vec<Assessment>> {
     let mut statement = connection
         .prepare_cached("SELECT content FROM assessments WHERE trace_id = ?1 ORDER BY create_time, assessment_id")
@@ -602,7 +623,7 @@ fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Optio
         request_preview: request,
         response_preview: response,
         trace_metadata: read_map("trace_metadata")?,
-        tags: read_map("trace_tags")?,
+        tags: with_location_tags(connection, trace_id, experiment_id, read_map("trace_tags")?)?,
         assessments: read_assessments(connection, trace_id)?,
     }))
 }
@@ -702,24 +723,16 @@ fn store_trace_info(connection: &Connection, info: &TraceInfo, v3: bool) -> Stor
             true,
         )?;
     }
-    put_entry(
-        connection,
-        "trace_tags",
-        &trace_id,
-        keys::TAG_ARTIFACT_LOCATION,
-        &artifact_location(&experiment, &trace_id),
-        true,
-    )?;
-    if has_spans(connection, &trace_id)? {
-        put_entry(
-            connection,
-            "trace_tags",
-            &trace_id,
-            keys::TAG_SPANS_LOCATION,
-            "TRACKING_STORE",
-            true,
-        )?;
-    }
+    // Client-sent copies of the server-owned tags would go stale; they are derived on read.
+    connection
+        .prepare_cached("DELETE FROM trace_tags WHERE trace_id = ?1 AND key IN (?2, ?3)")
+        .map_err(sql_error)?
+        .execute(params![
+            trace_id,
+            keys::TAG_ARTIFACT_LOCATION,
+            keys::TAG_SPANS_LOCATION
+        ])
+        .map_err(sql_error)?;
     read_trace_info(connection, &trace_id)?
         .ok_or_else(|| StoreError::internal("the stored trace vanished"))
 }
@@ -746,49 +759,133 @@ fn root_derived_entries(root: &Span) -> (Entries, Entries) {
     (tags, metadata)
 }
 
-/// Stores spans under `tr-<their trace id>`, or all under `into_trace` (a `traces.json` upload of a trace whose
-/// id is not its spans' OpenTelemetry id, as with the v2 API's request ids).
+/// A span ready to insert: its columns and its REST JSON, computed off the writer thread.
+struct PreparedSpan {
+    span_id: String,
+    parent_span_id: Option<String>,
+    name: String,
+    span_type: String,
+    status: &'static str,
+    start_time: i64,
+    end_time: Option<i64>,
+    content: String,
+}
+
+/// What a batch of spans changes in one trace's record.
+struct PreparedTrace {
+    /// `tr-<hex>` of the spans, or the upload's trace id.
+    trace_id: String,
+    earliest_start_ms: i64,
+    latest_end_ms: Option<i64>,
+    spans: Vec<PreparedSpan>,
+    /// Present when the batch holds the root: the record derived from it.
+    root: Option<RootRecord>,
+}
+
+struct RootRecord {
+    request_time_ms: i64,
+    execution_duration_ms: Option<i64>,
+    state: TraceState,
+    request_preview: Option<String>,
+    response_preview: Option<String>,
+    tags: Entries,
+    metadata: Entries,
+}
+
+/// Groups spans by trace and computes everything the writer needs, so the single writer only runs SQL.
+/// With `into_trace` all spans belong to that trace (see [`Store::log_spans`]).
+fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> Vec<PreparedTrace> {
+    let mut by_trace: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
+    for span in spans {
+        let trace_id = into_trace.map_or_else(|| span.trace_id.to_mlflow(), str::to_owned);
+        by_trace.entry(trace_id).or_default().push(span);
+    }
+    by_trace
+        .into_iter()
+        .map(|(trace_id, trace_spans)| {
+            let earliest_start = trace_spans
+                .iter()
+                .map(|span| span.start_time_unix_nano)
+                .min()
+                .unwrap_or(0);
+            let latest_end = trace_spans
+                .iter()
+                .filter_map(|span| span.end_time_unix_nano)
+                .max();
+            let root = trace_spans.iter().find(|span| span.is_root()).map(|root| {
+                let derived = TraceInfo::from_spans(
+                    root.trace_id,
+                    TraceLocation::experiment(experiment),
+                    &[(*root).clone()],
+                );
+                let state = match (root.end_time_unix_nano, root.status.code) {
+                    (None, _) => TraceState::InProgress,
+                    (Some(_), SpanStatusCode::Error) => TraceState::Error,
+                    (Some(_), _) => TraceState::Ok,
+                };
+                let (tags, metadata) = root_derived_entries(root);
+                RootRecord {
+                    request_time_ms: derived.request_time_ms,
+                    execution_duration_ms: derived.execution_duration_ms,
+                    state,
+                    request_preview: derived.request_preview,
+                    response_preview: derived.response_preview,
+                    tags,
+                    metadata,
+                }
+            });
+            let spans = trace_spans
+                .iter()
+                .map(|span| PreparedSpan {
+                    span_id: span.span_id.to_hex(),
+                    parent_span_id: span.parent_id.map(|parent| parent.to_hex()),
+                    name: span.name.clone(),
+                    span_type: span.span_type().as_str().to_owned(),
+                    status: span.status.code.as_str(),
+                    start_time: i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX),
+                    end_time: span
+                        .end_time_unix_nano
+                        .map(|end| i64::try_from(end).unwrap_or(i64::MAX)),
+                    content: span_to_rest_json(span).to_string(),
+                })
+                .collect();
+            PreparedTrace {
+                trace_id,
+                earliest_start_ms: mlflow_tracing_core::trace::nanos_to_millis(earliest_start),
+                latest_end_ms: latest_end.map(mlflow_tracing_core::trace::nanos_to_millis),
+                spans,
+                root,
+            }
+        })
+        .collect()
+}
+
+/// Writes prepared spans and the record changes they bring.
 fn store_spans(
     connection: &Connection,
     experiment: &str,
-    spans: &[Span],
+    traces: &[PreparedTrace],
     resource_tags: &BTreeMap<String, String>,
-    into_trace: Option<&str>,
 ) -> StoreResult<usize> {
     let experiment_id = parse_experiment_id(experiment)?;
     require_experiment(connection, experiment_id)?;
-    let mut by_trace: BTreeMap<String, (TraceId, Vec<&Span>)> = BTreeMap::new();
-    for span in spans {
-        let trace_id = match into_trace {
-            Some(given) => resolve_trace_id(connection, given)?.unwrap_or_else(|| given.to_owned()),
-            None => span.trace_id.to_mlflow(),
-        };
-        by_trace
-            .entry(trace_id)
-            .or_insert_with(|| (span.trace_id, Vec::new()))
-            .1
-            .push(span);
-    }
-    for (trace_id, (otel_trace_id, trace_spans)) in &by_trace {
-        let trace_id = trace_id.clone();
-        let earliest_start = trace_spans
-            .iter()
-            .map(|span| span.start_time_unix_nano)
-            .min()
-            .unwrap_or(0);
-        let latest_end = trace_spans
-            .iter()
-            .filter_map(|span| span.end_time_unix_nano)
-            .max();
-        let earliest_ms = mlflow_tracing_core::trace::nanos_to_millis(earliest_start);
-        let latest_end_ms = latest_end.map(mlflow_tracing_core::trace::nanos_to_millis);
+    let mut stored = 0;
+    for prepared in traces {
+        // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`.
+        let trace_id = resolve_trace_id(connection, &prepared.trace_id)?
+            .unwrap_or_else(|| prepared.trace_id.clone());
         connection
             .prepare_cached(
                 "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
                  VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') ON CONFLICT (trace_id) DO NOTHING",
             )
             .map_err(sql_error)?
-            .execute(params![trace_id, experiment_id, earliest_ms, latest_end_ms])
+            .execute(params![
+                trace_id,
+                experiment_id,
+                prepared.earliest_start_ms,
+                prepared.latest_end_ms
+            ])
             .map_err(sql_error)?;
         let mut insert = connection
             .prepare_cached(
@@ -799,86 +896,65 @@ fn store_spans(
                  content = excluded.content",
             )
             .map_err(sql_error)?;
-        for span in trace_spans {
+        for span in &prepared.spans {
             insert
                 .execute(params![
                     trace_id,
-                    span.span_id.to_hex(),
-                    span.parent_id.map(|parent| parent.to_hex()),
+                    span.span_id,
+                    span.parent_span_id,
                     span.name,
-                    span.span_type().as_str(),
-                    span.status.code.as_str(),
-                    i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX),
-                    span.end_time_unix_nano
-                        .map(|end| i64::try_from(end).unwrap_or(i64::MAX)),
-                    span_to_rest_json(span).to_string(),
+                    span.span_type,
+                    span.status,
+                    span.start_time,
+                    span.end_time,
+                    span.content,
                 ])
                 .map_err(sql_error)?;
+            stored += 1;
         }
-        // Until the client's own record arrives, the record follows the spans.
-        connection
-            .prepare_cached(
-                "UPDATE traces SET request_time = MIN(request_time, ?2), end_time = MAX(COALESCE(end_time, ?3), ?3) \
-                 WHERE trace_id = ?1 AND info_finalized = 0",
-            )
-            .map_err(sql_error)?
-            .execute(params![trace_id, earliest_ms, latest_end_ms.unwrap_or(earliest_ms)])
-            .map_err(sql_error)?;
-        if let Some(root) = trace_spans.iter().find(|span| span.is_root()) {
-            let derived = TraceInfo::from_spans(
-                *otel_trace_id,
-                TraceLocation::experiment(experiment),
-                &[(*root).clone()],
-            );
-            let state = match (root.end_time_unix_nano, root.status.code) {
-                (None, _) => TraceState::InProgress,
-                (Some(_), SpanStatusCode::Error) => TraceState::Error,
-                (Some(_), _) => TraceState::Ok,
-            };
-            connection
-                .prepare_cached(
-                    "UPDATE traces SET request_time = ?2, execution_duration = ?3, state = ?4, request_preview = ?5, \
-                     response_preview = ?6 WHERE trace_id = ?1 AND info_finalized = 0",
-                )
-                .map_err(sql_error)?
-                .execute(params![
-                    trace_id,
-                    derived.request_time_ms,
-                    derived.execution_duration_ms,
-                    state.as_str(),
-                    derived.request_preview,
-                    derived.response_preview,
-                ])
-                .map_err(sql_error)?;
-            let (tags, metadata) = root_derived_entries(root);
-            for (key, value) in tags {
-                put_entry(connection, "trace_tags", &trace_id, &key, &value, false)?;
+        match &prepared.root {
+            // Until the client's own record arrives, the record follows the root.
+            Some(root) => {
+                connection
+                    .prepare_cached(
+                        "UPDATE traces SET request_time = ?2, execution_duration = ?3, state = ?4, request_preview = ?5, \
+                         response_preview = ?6, end_time = MAX(COALESCE(end_time, ?7), ?7) \
+                         WHERE trace_id = ?1 AND info_finalized = 0",
+                    )
+                    .map_err(sql_error)?
+                    .execute(params![
+                        trace_id,
+                        root.request_time_ms,
+                        root.execution_duration_ms,
+                        root.state.as_str(),
+                        root.request_preview,
+                        root.response_preview,
+                        prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms),
+                    ])
+                    .map_err(sql_error)?;
+                for (key, value) in &root.tags {
+                    put_entry(connection, "trace_tags", &trace_id, key, value, false)?;
+                }
+                for (key, value) in &root.metadata {
+                    put_entry(connection, "trace_metadata", &trace_id, key, value, false)?;
+                }
             }
-            for (key, value) in metadata {
-                put_entry(connection, "trace_metadata", &trace_id, &key, &value, false)?;
+            None => {
+                connection
+                    .prepare_cached(
+                        "UPDATE traces SET request_time = MIN(request_time, ?2), end_time = MAX(COALESCE(end_time, ?3), ?3) \
+                         WHERE trace_id = ?1 AND info_finalized = 0",
+                    )
+                    .map_err(sql_error)?
+                    .execute(params![trace_id, prepared.earliest_start_ms, prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms)])
+                    .map_err(sql_error)?;
             }
         }
-        put_entry(
-            connection,
-            "trace_tags",
-            &trace_id,
-            keys::TAG_SPANS_LOCATION,
-            "TRACKING_STORE",
-            true,
-        )?;
-        put_entry(
-            connection,
-            "trace_tags",
-            &trace_id,
-            keys::TAG_ARTIFACT_LOCATION,
-            &artifact_location(experiment, &trace_id),
-            false,
-        )?;
         for (key, value) in resource_tags {
             put_entry(connection, "trace_tags", &trace_id, key, value, false)?;
         }
     }
-    Ok(spans.len())
+    Ok(stored)
 }
 
 impl Store for SqliteStore {
@@ -975,14 +1051,10 @@ impl Store for SqliteStore {
         resource_tags: BTreeMap<String, String>,
         into_trace: Option<String>,
     ) -> StoreResult<usize> {
+        let prepared = prepare_spans(&experiment_id, &spans, into_trace.as_deref());
+        drop(spans);
         self.write(move |connection| {
-            store_spans(
-                connection,
-                &experiment_id,
-                &spans,
-                &resource_tags,
-                into_trace.as_deref(),
-            )
+            store_spans(connection, &experiment_id, &prepared, &resource_tags)
         })
         .await
     }

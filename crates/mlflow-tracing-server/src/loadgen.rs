@@ -1,0 +1,359 @@
+//! `mlflow-tracing loadgen`: OTLP ingest load against a tracking server, with the figures the server is
+//! judged by — acknowledged spans per second, request latency percentiles, server memory idle and under load.
+//!
+//! Without `--target` it starts this binary's own server as a child process on a fresh SQLite file, so the
+//! memory it reports is the server's alone; `--mlflow <path to the mlflow executable>` runs the same load
+//! against a real `mlflow server` afterwards, for the ratio.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mlflow_tracing_core::codec::otlp::export_request;
+use mlflow_tracing_core::{EventAttributes, JsonText, Span, SpanId, SpanStatus, TraceId, keys};
+use prost::Message;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub clients: usize,
+    pub duration: Duration,
+    pub spans_per_trace: usize,
+    pub target: Option<String>,
+    pub mlflow: Option<PathBuf>,
+}
+
+/// The measured figures of one run.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub label: String,
+    pub requests: u64,
+    pub spans: u64,
+    pub failures: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub idle_rss_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl LoadReport {
+    pub fn spans_per_second(&self) -> f64 {
+        self.spans as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self) {
+        let rss = |kib: Option<u64>| {
+            kib.map_or_else(
+                || "n/a".to_owned(),
+                |kib| format!("{:.1} MB", kib as f64 / 1024.0),
+            )
+        };
+        println!(
+            "{:<24} {:>10.0} spans/s  {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  failures {:>4}  RSS idle {}  peak {}",
+            self.label,
+            self.spans_per_second(),
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            self.p50.as_secs_f64() * 1000.0,
+            self.p99.as_secs_f64() * 1000.0,
+            self.failures,
+            rss(self.idle_rss_kib),
+            rss(self.peak_rss_kib),
+        );
+    }
+}
+
+/// A server process started for the run, stopped on drop.
+struct Spawned {
+    child: Child,
+    _directory: TempDirectory,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDirectory(PathBuf);
+
+impl Drop for TempDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_healthy(base: &str, deadline: Duration) -> anyhow::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if agent
+            .get(&format!("{base}/health"))
+            .call()
+            .is_ok_and(|response| response.status() == 200)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the server at {base} did not become healthy within {deadline:?}")
+}
+
+fn spawn_server(
+    program: &Path,
+    arguments: &[String],
+    directory: TempDirectory,
+    port: u16,
+) -> anyhow::Result<Spawned> {
+    let child = Command::new(program)
+        .args(arguments)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let spawned = Spawned {
+        child,
+        _directory: directory,
+    };
+    wait_healthy(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60))?;
+    Ok(spawned)
+}
+
+fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
+    let path = std::env::temp_dir().join(format!(
+        "mlflow-tracing-loadgen-{label}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&path)?;
+    Ok(TempDirectory(path))
+}
+
+/// One trace of `spans` spans: a root and children, as an agent makes them.
+fn trace_request(random: &mut u64, spans: usize) -> Vec<u8> {
+    let mut next = || {
+        *random ^= *random << 13;
+        *random ^= *random >> 7;
+        *random ^= *random << 17;
+        *random
+    };
+    let mut trace_bytes = [0_u8; 16];
+    trace_bytes[..8].copy_from_slice(&next().to_be_bytes());
+    trace_bytes[8..].copy_from_slice(&next().to_be_bytes());
+    let trace_id = TraceId(trace_bytes);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let root_id = SpanId(next().to_be_bytes());
+    let spans: Vec<Span> = (0..spans)
+        .map(|index| {
+            let span_id = if index == 0 {
+                root_id
+            } else {
+                SpanId(next().to_be_bytes())
+            };
+            let mut attributes = mlflow_tracing_core::Attributes::new();
+            attributes.insert(
+                keys::SPAN_TYPE.into(),
+                JsonText::from_str_value(if index == 0 { "AGENT" } else { "TOOL" }),
+            );
+            attributes.insert(
+                keys::SPAN_INPUTS.into(),
+                JsonText::from_raw(format!(r#"{{"question":"load {index}","k":3}}"#)),
+            );
+            attributes.insert(
+                keys::SPAN_OUTPUTS.into(),
+                JsonText::from_raw(format!(r#""answer {index}""#)),
+            );
+            Span {
+                trace_id,
+                span_id,
+                parent_id: (index > 0).then_some(root_id),
+                name: if index == 0 {
+                    "agent".into()
+                } else {
+                    format!("tool_{index}")
+                },
+                start_time_unix_nano: start + index as u64 * 1000,
+                end_time_unix_nano: Some(start + 1_000_000),
+                status: SpanStatus::ok(),
+                attributes,
+                events: Vec::new(),
+                links: Vec::new(),
+            }
+        })
+        .collect();
+    export_request(&spans, &EventAttributes::new()).encode_to_vec()
+}
+
+/// Runs `clients` threads posting one trace per request to `base` until `duration` has passed.
+fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u32>) -> LoadReport {
+    let idle_rss_kib = server_pid.and_then(rss_kib);
+    let spans = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..options.clients)
+        .map(|client| {
+            let (spans, failures, running) = (
+                Arc::clone(&spans),
+                Arc::clone(&failures),
+                Arc::clone(&running),
+            );
+            let url = format!("{base}/v1/traces");
+            let per_trace = options.spans_per_trace;
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(30)))
+                    .build()
+                    .into();
+                let mut random = 0x9e37_79b9_7f4a_7c15_u64 ^ ((client as u64 + 1) << 32);
+                let mut latencies = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    let body = trace_request(&mut random, per_trace);
+                    let sent = Instant::now();
+                    let result = agent
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .header("x-mlflow-experiment-id", "0")
+                        .send(&body[..]);
+                    latencies.push(sent.elapsed());
+                    match result {
+                        Ok(response) if response.status() == 200 => {
+                            spans.fetch_add(per_trace as u64, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut peak_rss_kib = idle_rss_kib;
+    while started.elapsed() < options.duration {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(current) = server_pid.and_then(rss_kib) {
+            peak_rss_kib = Some(peak_rss_kib.map_or(current, |peak| peak.max(current)));
+        }
+    }
+    running.store(false, Ordering::Relaxed);
+    let mut latencies: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|worker| worker.join().unwrap_or_default())
+        .collect();
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let percentile = |fraction: f64| {
+        latencies
+            .get(
+                ((latencies.len() as f64 * fraction) as usize)
+                    .min(latencies.len().saturating_sub(1)),
+            )
+            .copied()
+            .unwrap_or_default()
+    };
+    LoadReport {
+        label: label.to_owned(),
+        requests: latencies.len() as u64,
+        spans: spans.load(Ordering::Relaxed),
+        failures: failures.load(Ordering::Relaxed),
+        elapsed,
+        p50: percentile(0.50),
+        p99: percentile(0.99),
+        idle_rss_kib,
+        peak_rss_kib,
+    }
+}
+
+/// Runs the load and prints the figures.
+pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
+    println!(
+        "OTLP ingest: {} clients, {}-span traces (one per request), {:?} per server, durable writes",
+        options.clients, options.spans_per_trace, options.duration
+    );
+    let mut reports = Vec::new();
+    match &options.target {
+        Some(target) => reports.push(run_load(
+            "target",
+            target.trim_end_matches('/'),
+            options,
+            None,
+        )),
+        None => {
+            let port = free_port()?;
+            let directory = temp_directory("ours")?;
+            let uri = format!("sqlite:///{}", directory.0.join("load.db").display());
+            let arguments = [
+                "server",
+                "--port",
+                &port.to_string(),
+                "--backend-store-uri",
+                &uri,
+            ]
+            .map(str::to_owned);
+            let server = spawn_server(&std::env::current_exe()?, &arguments, directory, port)?;
+            reports.push(run_load(
+                "mlflow-tracing server",
+                &format!("http://127.0.0.1:{port}"),
+                options,
+                Some(server.child.id()),
+            ));
+        }
+    }
+    reports[0].print();
+    if let Some(mlflow) = &options.mlflow {
+        let port = free_port()?;
+        let directory = temp_directory("mlflow")?;
+        let uri = format!("sqlite:///{}", directory.0.join("mlflow.db").display());
+        let artifacts = directory.0.join("artifacts").display().to_string();
+        let arguments = [
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            &uri,
+            "--artifacts-destination",
+            &artifacts,
+        ]
+        .map(str::to_owned);
+        let server = spawn_server(mlflow, &arguments, directory, port)?;
+        let report = run_load(
+            "mlflow server (reference)",
+            &format!("http://127.0.0.1:{port}"),
+            options,
+            Some(server.child.id()),
+        );
+        report.print();
+        println!(
+            "ratio: {:.1}x the spans per second of mlflow server",
+            reports[0].spans_per_second() / report.spans_per_second().max(1e-9)
+        );
+        reports.push(report);
+    }
+    Ok(reports)
+}
