@@ -13,8 +13,15 @@ VENV_2=target/compat-venv-2
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    for log in "$WORK"/*.err "$WORK"/*.log; do
+      [ -s "$log" ] && { echo "--- $log (last lines)"; tail -n 25 "$log"; }
+    done
+  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
+  exit "$status"
 }
 trap cleanup EXIT
 
@@ -26,7 +33,8 @@ if ! "$VENV_2/bin/python" -c "import mlflow, sys; sys.exit(mlflow.__version__ !=
   python3 -m venv "$VENV_2"
   "$VENV_2/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_2_VERSION"
   # MLflow 2.x's span processor breaks with OpenTelemetry SDK releases after 1.26 ('_shutdown' missing).
-  "$VENV_2/bin/pip" install --quiet --disable-pip-version-check --no-deps "opentelemetry-api==1.25.0" "opentelemetry-sdk==1.25.0"
+  "$VENV_2/bin/pip" install --quiet --disable-pip-version-check "opentelemetry-api==1.25.0" "opentelemetry-sdk==1.25.0"
+  "$VENV_2/bin/python" -c "import opentelemetry.sdk.trace"
 fi
 cargo build --quiet --locked -p mlflow-tracing-server -p mlflow-tracing --examples --bin mlflow-tracing
 
