@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlflow_tracing_core::{SpanId, SpanStatus, SpanStatusCode, SpanType, Trace, TraceId, keys};
+use mlflow_tracing_core::{SpanId, SpanStatusCode, SpanType, Trace, TraceId, keys};
 use serde::Serialize;
 
 use crate::arena::{self, PayloadText};
@@ -387,79 +387,7 @@ impl SpanGuard {
         .unwrap_or_else(LiveSpan::no_op)
     }
 
-    /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
-    pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Inputs(record::encode_in_scratch(inputs)));
-        }
-    }
-
-    /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
-    pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Outputs(record::encode_in_scratch(outputs)));
-        }
-    }
-
-    /// Sets one attribute to the value's JSON.
-    pub fn set_attribute<T: Serialize + ?Sized>(
-        &self,
-        key: impl Into<Cow<'static, str>>,
-        value: &T,
-    ) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(
-                key.into(),
-                record::encode_in_scratch(value),
-            ));
-        }
-    }
-
-    /// Sets several attributes.
-    pub fn set_attributes<K, V>(&self, attributes: impl IntoIterator<Item = (K, V)>)
-    where
-        K: Into<Cow<'static, str>>,
-        V: Serialize,
-    {
-        for (key, value) in attributes {
-            self.set_attribute(key, &value);
-        }
-    }
-
-    /// Changes the span type.
-    pub fn set_span_type(&self, span_type: impl Into<SpanType>) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::SpanType(span_type_text(span_type.into())));
-        }
-    }
-
-    /// Adds an event now; `attributes` should serialize to a JSON object.
-    pub fn add_event<T: Serialize + ?Sized>(&self, name: impl Into<String>, attributes: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Event(crate::live::new_event(
-                name.into(),
-                attributes,
-            )));
-        }
-    }
-
-    /// Sets the status.
-    pub fn set_status(&self, status: SpanStatus) {
-        if self.is_recording() {
-            let message = (!status.message.is_empty()).then_some(status.message);
-            self.mutate(SpanMutation::Status(status.code, message));
-        }
-    }
-
-    /// Marks the span failed with this error (status ERROR and an `exception` event with the source chain).
-    pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
-        if self.is_recording() {
-            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error))
-            {
-                self.mutate(mutation);
-            }
-        }
-    }
+    crate::live::span_mutation_methods!(record::encode_in_scratch);
 
     /// Ends the span now.
     pub fn end(self) {}

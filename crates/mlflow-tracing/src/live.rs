@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use mlflow_tracing_core::{SpanEvent, SpanId, SpanStatus, SpanType, TraceId};
+use mlflow_tracing_core::{SpanEvent, SpanId, SpanType, TraceId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -96,82 +96,7 @@ impl LiveSpan {
         Context::of_span(self.trace.clone(), self.span_id)
     }
 
-    /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
-    pub fn set_inputs<T: Serialize + ?Sized>(&self, inputs: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Inputs(PayloadText::Owned(record::encode(
-                inputs,
-            ))));
-        }
-    }
-
-    /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
-    pub fn set_outputs<T: Serialize + ?Sized>(&self, outputs: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Outputs(PayloadText::Owned(record::encode(
-                outputs,
-            ))));
-        }
-    }
-
-    /// Sets one attribute to the value's JSON.
-    pub fn set_attribute<T: Serialize + ?Sized>(
-        &self,
-        key: impl Into<Cow<'static, str>>,
-        value: &T,
-    ) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Attribute(
-                key.into(),
-                PayloadText::Owned(record::encode(value)),
-            ));
-        }
-    }
-
-    /// Sets several attributes.
-    pub fn set_attributes<K, V>(&self, attributes: impl IntoIterator<Item = (K, V)>)
-    where
-        K: Into<Cow<'static, str>>,
-        V: Serialize,
-    {
-        for (key, value) in attributes {
-            self.set_attribute(key, &value);
-        }
-    }
-
-    /// Changes the span type.
-    pub fn set_span_type(&self, span_type: impl Into<SpanType>) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::SpanType(span_type_text(span_type.into())));
-        }
-    }
-
-    /// Adds an event now. `attributes` should serialize to a JSON object; any other value is stored under
-    /// the key `value`.
-    pub fn add_event<T: Serialize + ?Sized>(&self, name: impl Into<String>, attributes: &T) {
-        if self.is_recording() {
-            self.mutate(SpanMutation::Event(new_event(name.into(), attributes)));
-        }
-    }
-
-    /// Sets the status.
-    pub fn set_status(&self, status: SpanStatus) {
-        if self.is_recording() {
-            let message = (!status.message.is_empty()).then_some(status.message);
-            self.mutate(SpanMutation::Status(status.code, message));
-        }
-    }
-
-    /// Marks the span failed with this error: status ERROR (`"<Type>: <message>"`) and an `exception` event
-    /// carrying the error's source chain.
-    pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
-        if self.is_recording() {
-            for mutation in crate::exception::error_mutations(crate::exception::error_parts(error))
-            {
-                self.mutate(mutation);
-            }
-        }
-    }
+    span_mutation_methods!(encode_owned);
 
     /// Reads the span's name.
     pub fn name(&self) -> Option<String> {
@@ -281,6 +206,103 @@ impl LiveSpan {
             None => {}
         }
     }
+}
+
+/// The same mutation methods on [`crate::SpanGuard`] and [`LiveSpan`]: each type has `is_recording()` and
+/// `mutate()`, and says how a value is encoded (into the thread's scratch for a guard, owned for a handle).
+macro_rules! span_mutation_methods {
+    ($encode:path) => {
+        /// Sets the inputs (`mlflow.spanInputs`) to the value's JSON.
+        pub fn set_inputs<T: serde::Serialize + ?Sized>(&self, inputs: &T) {
+            if self.is_recording() {
+                self.mutate($crate::span_data::SpanMutation::Inputs($encode(inputs)));
+            }
+        }
+
+        /// Sets the outputs (`mlflow.spanOutputs`) to the value's JSON.
+        pub fn set_outputs<T: serde::Serialize + ?Sized>(&self, outputs: &T) {
+            if self.is_recording() {
+                self.mutate($crate::span_data::SpanMutation::Outputs($encode(outputs)));
+            }
+        }
+
+        /// Sets one attribute to the value's JSON.
+        pub fn set_attribute<T: serde::Serialize + ?Sized>(
+            &self,
+            key: impl Into<std::borrow::Cow<'static, str>>,
+            value: &T,
+        ) {
+            if self.is_recording() {
+                self.mutate($crate::span_data::SpanMutation::Attribute(
+                    key.into(),
+                    $encode(value),
+                ));
+            }
+        }
+
+        /// Sets several attributes.
+        pub fn set_attributes<K, V>(&self, attributes: impl IntoIterator<Item = (K, V)>)
+        where
+            K: Into<std::borrow::Cow<'static, str>>,
+            V: serde::Serialize,
+        {
+            for (key, value) in attributes {
+                self.set_attribute(key, &value);
+            }
+        }
+
+        /// Changes the span type.
+        pub fn set_span_type(&self, span_type: impl Into<$crate::SpanType>) {
+            if self.is_recording() {
+                self.mutate($crate::span_data::SpanMutation::SpanType(
+                    $crate::live::span_type_text(span_type.into()),
+                ));
+            }
+        }
+
+        /// Adds an event now. `attributes` should serialize to a JSON object; any other value is stored under
+        /// the key `value`.
+        pub fn add_event<T: serde::Serialize + ?Sized>(
+            &self,
+            name: impl Into<String>,
+            attributes: &T,
+        ) {
+            if self.is_recording() {
+                self.mutate($crate::span_data::SpanMutation::Event(
+                    $crate::live::new_event(name.into(), attributes),
+                ));
+            }
+        }
+
+        /// Sets the status.
+        pub fn set_status(&self, status: $crate::SpanStatus) {
+            if self.is_recording() {
+                let message = (!status.message.is_empty()).then_some(status.message);
+                self.mutate($crate::span_data::SpanMutation::Status(
+                    status.code,
+                    message,
+                ));
+            }
+        }
+
+        /// Marks the span failed with this error: status ERROR (`"<Type>: <message>"`) and an `exception`
+        /// event carrying the error's source chain.
+        pub fn record_exception<E: std::error::Error + ?Sized>(&self, error: &E) {
+            if self.is_recording() {
+                for mutation in
+                    $crate::exception::error_mutations($crate::exception::error_parts(error))
+                {
+                    self.mutate(mutation);
+                }
+            }
+        }
+    };
+}
+pub(crate) use span_mutation_methods;
+
+/// A value's JSON in a string of its own, for spans held by their trace.
+fn encode_owned<T: Serialize + ?Sized>(value: &T) -> PayloadText {
+    PayloadText::Owned(record::encode(value))
 }
 
 fn decode(json: &str) -> Value {

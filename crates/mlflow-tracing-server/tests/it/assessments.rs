@@ -2,22 +2,13 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{fixture_json, server};
+use crate::harness::{fixture_json, server, server_with_experiments};
 
 const TRACE_ID: &str = "tr-aa7857ae0d3b3f1af1eb27c38f63c9aa";
 
 #[tokio::test]
 async fn feedback_and_expectations_round_trip_and_show_in_the_record() {
-    let server = server();
-    for name in ["first", "sync"] {
-        server
-            .json(
-                "POST",
-                "/api/2.0/mlflow/experiments/create",
-                &json!({"name": name}),
-            )
-            .await;
-    }
+    let server = server_with_experiments(2).await;
     let start = fixture_json("wire/v3_start_trace_v3_pipeline.json")["req_body"].clone();
     server.json("POST", "/api/3.0/mlflow/traces", &start).await;
     let path = format!("/api/3.0/mlflow/traces/{TRACE_ID}/assessments");
@@ -113,15 +104,7 @@ async fn bad_assessments_are_rejected() {
         .await;
     assert_eq!(missing_trace.status, 404);
     let start = fixture_json("wire/v3_start_trace_v3_error.json")["req_body"].clone();
-    for name in ["first", "sync"] {
-        server
-            .json(
-                "POST",
-                "/api/2.0/mlflow/experiments/create",
-                &json!({"name": name}),
-            )
-            .await;
-    }
+    crate::harness::create_experiments(&server, 2).await;
     server.json("POST", "/api/3.0/mlflow/traces", &start).await;
     let trace_id = start["trace"]["trace_info"]["trace_id"]
         .as_str()

@@ -40,6 +40,23 @@ pub(crate) fn server() -> TestServer {
     }
 }
 
+/// A server whose experiments run from "0" (Default) to `last`, as in the captures (which use ids 1, 2, 5).
+pub(crate) async fn server_with_experiments(last: usize) -> TestServer {
+    let server = server();
+    create_experiments(&server, last).await;
+    server
+}
+
+/// Creates experiments 1 to `last`.
+pub(crate) async fn create_experiments(server: &TestServer, last: usize) {
+    for index in 1..=last {
+        let body = serde_json::json!({"name": format!("experiment-{index}")});
+        server
+            .json("POST", "/api/2.0/mlflow/experiments/create", &body)
+            .await;
+    }
+}
+
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<String>,

@@ -8,10 +8,9 @@ use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
 use mlflow_tracing_server::router;
 use mlflow_tracing_server::store::sqlite::SqliteStore;
 use prost::Message;
-use serde_json::json;
 use tower::ServiceExt;
 
-use crate::harness::{TestServer, fixture_json, server};
+use crate::harness::{TestServer, fixture_json, server, server_with_experiments};
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Random(u64);
@@ -91,16 +90,7 @@ async fn random_and_mutated_otlp_bodies_never_make_a_5xx() {
 
 #[tokio::test]
 async fn mutated_json_bodies_never_make_a_5xx() {
-    let server = server();
-    for name in ["first", "sync"] {
-        server
-            .json(
-                "POST",
-                "/api/2.0/mlflow/experiments/create",
-                &json!({"name": name}),
-            )
-            .await;
-    }
+    let server = server_with_experiments(2).await;
     let valid = fixture_json("wire/v3_start_trace_v3_pipeline.json")["req_body"]
         .to_string()
         .into_bytes();

@@ -6,22 +6,7 @@ use mlflow_tracing_core::{EventAttributes, Span};
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, fixture_json, server};
-
-/// Experiments up to id 2 exist, as in the captures.
-async fn server_with_experiment_2() -> TestServer {
-    let server = server();
-    for name in ["first", "sync"] {
-        server
-            .json(
-                "POST",
-                "/api/2.0/mlflow/experiments/create",
-                &json!({"name": name}),
-            )
-            .await;
-    }
-    server
-}
+use crate::harness::{TestServer, fixture_json, server_with_experiments};
 
 fn captured_spans() -> (Vec<Value>, Vec<Span>) {
     let rest = fixture_json("wire/v3_get_trace_with_spans.json")["resp_body"]["trace"]["spans"]
@@ -73,7 +58,7 @@ const TRACE_ID: &str = "tr-aa7857ae0d3b3f1af1eb27c38f63c9aa";
 
 #[tokio::test]
 async fn spans_then_record_answers_exactly_what_mlflow_answered() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     let (rest_spans, spans) = captured_spans();
     post_spans(&server, &spans).await;
     let mut response = start_trace_v3(&server).await;
@@ -112,7 +97,7 @@ async fn spans_then_record_answers_exactly_what_mlflow_answered() {
 
 #[tokio::test]
 async fn record_then_spans_and_repeats_give_the_same_trace() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     let (rest_spans, spans) = captured_spans();
     let first = start_trace_v3(&server).await;
     let tags = &first["trace"]["trace_info"]["tags"];
@@ -151,7 +136,7 @@ async fn record_then_spans_and_repeats_give_the_same_trace() {
 
 #[tokio::test]
 async fn spans_alone_make_a_trace_derived_from_the_root() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     let (_, spans) = captured_spans();
     post_spans(&server, &spans[1..]).await;
     let partial = server
@@ -180,7 +165,7 @@ async fn spans_alone_make_a_trace_derived_from_the_root() {
 
 #[tokio::test]
 async fn search_batch_get_tags_and_delete() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     let (_, spans) = captured_spans();
     post_spans(&server, &spans).await;
     start_trace_v3(&server).await;
@@ -271,7 +256,7 @@ async fn search_batch_get_tags_and_delete() {
 
 #[tokio::test]
 async fn malformed_trace_requests_are_400_and_lose_nothing() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     start_trace_v3(&server).await;
     for body in [
         json!({}),
@@ -312,7 +297,7 @@ async fn malformed_trace_requests_are_400_and_lose_nothing() {
 
 #[tokio::test]
 async fn traces_json_uploads_are_ingested_and_downloads_rebuilt() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     start_trace_v3(&server).await;
     // The pipeline trace's spans as the 3.x client uploads them.
     let (_, spans) = captured_spans();
@@ -373,7 +358,7 @@ async fn traces_json_uploads_are_ingested_and_downloads_rebuilt() {
 
 #[tokio::test]
 async fn search_filters_and_orders_like_mlflow() {
-    let server = server_with_experiment_2().await;
+    let server = server_with_experiments(2).await;
     let (_, spans) = captured_spans();
     post_spans(&server, &spans).await;
     start_trace_v3(&server).await;

@@ -3,21 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, fixture_json, server};
-
-async fn server_with_experiment_5() -> TestServer {
-    let server = server();
-    for index in 1..=5 {
-        server
-            .json(
-                "POST",
-                "/api/2.0/mlflow/experiments/create",
-                &json!({"name": format!("e{index}")}),
-            )
-            .await;
-    }
-    server
-}
+use crate::harness::{fixture_json, server_with_experiments};
 
 fn pairs(value: &Value) -> Vec<(String, String)> {
     let mut pairs: Vec<_> = value
@@ -37,7 +23,7 @@ fn pairs(value: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_2x_client_sequence_records_a_complete_trace() {
-    let server = server_with_experiment_5().await;
+    let server = server_with_experiments(5).await;
     let start = fixture_json("wire/v2_start_trace.json");
     let started = server
         .json("POST", "/api/2.0/mlflow/traces", &start["req_body"])
@@ -166,7 +152,7 @@ async fn the_2x_client_sequence_records_a_complete_trace() {
 
 #[tokio::test]
 async fn v2_errors_are_mlflow_json() {
-    let server = server_with_experiment_5().await;
+    let server = server_with_experiments(5).await;
     let missing = server
         .json(
             "PATCH",
