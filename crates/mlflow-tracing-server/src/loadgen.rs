@@ -289,7 +289,7 @@ fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u
 /// Runs the load and prints the figures.
 pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
     println!(
-        "OTLP ingest: {} clients, {}-span traces (one per request), {:?} per server, durable writes",
+        "OTLP ingest: {} clients, {}-span traces (one per request), {:?} per server, writes acknowledged after COMMIT (SQLite WAL, synchronous=FULL)",
         options.clients, options.spans_per_trace, options.duration
     );
     let mut reports = Vec::new();

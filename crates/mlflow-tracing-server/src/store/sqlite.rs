@@ -67,7 +67,7 @@ fn sql_error(error: rusqlite::Error) -> StoreError {
 fn configure(connection: &Connection) -> StoreResult<()> {
     connection
         .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
         )
         .map_err(sql_error)
