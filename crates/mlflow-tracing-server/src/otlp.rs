@@ -1,4 +1,4 @@
-//! OTLP/HTTP ingest: `POST /v1/traces` with an `ExportTraceServiceRequest` (protobuf, optionally gzip or
+//! OTLP/HTTP ingest: `POST /v1/traces` with an `ExportTraceServiceRequest` (protobuf or OTLP/JSON, optionally gzip or
 //! deflate) and the header `x-mlflow-experiment-id`. Spans from MLflow's client, from our SDK and from any
 //! OpenTelemetry SDK become MLflow traces: the trace id is `tr-<hex>`, the record is derived from the spans,
 //! resource attributes become tags.
@@ -62,14 +62,18 @@ async fn export<S: Store>(
         .to_owned();
     let content_type =
         header_text(&headers, header::CONTENT_TYPE).unwrap_or("application/x-protobuf");
-    if !content_type.starts_with("application/x-protobuf") {
-        return Err(ApiError::invalid(format!(
-            "unsupported Content-Type {content_type:?}: this server takes OTLP as application/x-protobuf"
-        )));
-    }
     let bytes = decompress(&headers, &body)?;
-    let request = ExportTraceServiceRequest::decode(bytes.as_slice())
-        .map_err(|error| ApiError::invalid(format!("invalid OTLP protobuf: {error}")))?;
+    let request: ExportTraceServiceRequest = if content_type.starts_with("application/x-protobuf") {
+        ExportTraceServiceRequest::decode(bytes.as_slice())
+            .map_err(|error| ApiError::invalid(format!("invalid OTLP protobuf: {error}")))?
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::invalid(format!("invalid OTLP/JSON: {error}")))?
+    } else {
+        return Err(ApiError::invalid(format!(
+            "unsupported Content-Type {content_type:?}: OTLP comes as application/x-protobuf or application/json"
+        )));
+    };
     let batches = spans_from_request(&request)
         .map_err(|error| ApiError::invalid(format!("invalid span: {error}")))?;
     if batches.iter().all(|batch| batch.spans.is_empty()) {

@@ -173,3 +173,78 @@ async fn a_span_with_a_short_trace_id_is_rejected_whole() {
             == 404
     );
 }
+
+#[tokio::test]
+async fn otlp_json_with_hex_ids_and_string_payloads_becomes_a_trace() {
+    let server = server();
+    // What an OpenTelemetry SDK's JSON exporter sends: hex ids, int64 as strings, inputs as a JSON string.
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-agent"}}]},
+        "scopeSpans": [{"scope": {"name": "manual"}, "spans": [
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "agent",
+             "startTimeUnixNano": "1795478356869662811", "endTimeUnixNano": "1795478356952828474", "kind": 1,
+             "attributes": [
+                {"key": "mlflow.spanType", "value": {"stringValue": "AGENT"}},
+                {"key": "mlflow.spanInputs", "value": {"stringValue": "{\"question\": \"hi\"}"}},
+                {"key": "session.id", "value": {"stringValue": "s-9"}}],
+             "status": {"code": 1}},
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
+             "parentSpanId": "eee19b7ec3c1b174", "name": "tool",
+             "startTimeUnixNano": "1795478356870000000", "endTimeUnixNano": "1795478356871000000",
+             "attributes": [{"key": "retries", "value": {"intValue": "2"}}], "status": {"code": 2, "message": "timeout"}}
+        ]}]
+    }]});
+    let request = Request::post("/v1/traces")
+        .header("content-type", "application/json")
+        .header("x-mlflow-experiment-id", "0")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let reply = server.send(request).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let trace_id = "tr-5b8efff798038103d269b633813fc60c";
+    let got = server
+        .get(&format!("/api/3.0/mlflow/traces/get?trace_id={trace_id}"))
+        .await
+        .json();
+    let info = &got["trace"]["trace_info"];
+    assert_eq!(info["state"], "OK");
+    assert_eq!(info["tags"]["service.name"], "json-agent");
+    assert_eq!(info["trace_metadata"]["mlflow.trace.session"], "s-9");
+    let spans = got["trace"]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    let inputs = spans[0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kv| kv["key"] == "mlflow.spanInputs")
+        .unwrap();
+    assert_eq!(
+        inputs["value"],
+        json!({"kvlist_value": {"values": [{"key": "question", "value": {"string_value": "hi"}}]}})
+    );
+    assert_eq!(
+        spans[1]["status"],
+        json!({"code": "STATUS_CODE_ERROR", "message": "timeout"})
+    );
+
+    let malformed = Request::post("/v1/traces")
+        .header("content-type", "application/json")
+        .header("x-mlflow-experiment-id", "0")
+        .body(Body::from(
+            r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not-hex"}]}]}]}"#,
+        ))
+        .unwrap();
+    let reply = server.send(malformed).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("OTLP/JSON")
+    );
+}
