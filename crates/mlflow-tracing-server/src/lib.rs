@@ -8,6 +8,7 @@
 //! ```
 
 pub mod api;
+pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod loadgen;

@@ -55,6 +55,14 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Searches, reads and deletes traces on a tracking server (ours or MLflow's).
+    Traces {
+        /// The server; defaults to MLFLOW_TRACKING_URI, else http://127.0.0.1:5000.
+        #[arg(long, global = true)]
+        tracking_uri: Option<String>,
+        #[command(subcommand)]
+        action: TracesAction,
+    },
     /// Measures OTLP ingest: concurrent clients posting traces, acknowledged spans per second, latency and
     /// server memory. Starts its own server unless --target is given.
     Loadgen {
@@ -74,6 +82,84 @@ enum Command {
         #[arg(long)]
         mlflow: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TracesAction {
+    /// Lists the traces of an experiment that match a filter (MLflow's search syntax).
+    Search {
+        #[arg(long)]
+        experiment_id: Option<String>,
+        #[arg(long)]
+        experiment_name: Option<String>,
+        /// e.g. "status = 'ERROR' AND tags.env = 'prod'"
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// e.g. "timestamp_ms ASC"; repeatable.
+        #[arg(long)]
+        order_by: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        max_results: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one trace as a span tree, or as JSON.
+    Get {
+        trace_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes traces of an experiment.
+    Delete {
+        #[arg(long)]
+        experiment_id: String,
+        #[arg(required = true)]
+        trace_ids: Vec<String>,
+    },
+}
+
+fn run_traces(tracking_uri: Option<String>, action: TracesAction) -> anyhow::Result<()> {
+    use mlflow_tracing_server::cli::{Output, TracesCli};
+    let uri = tracking_uri
+        .or_else(|| {
+            std::env::var("MLFLOW_TRACKING_URI")
+                .ok()
+                .filter(|uri| uri.starts_with("http"))
+        })
+        .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned());
+    let cli = TracesCli::new(&uri);
+    let output = |json: bool| if json { Output::Json } else { Output::Table };
+    match action {
+        TracesAction::Search {
+            experiment_id,
+            experiment_name,
+            filter,
+            order_by,
+            max_results,
+            json,
+        } => {
+            let experiment =
+                cli.experiment_id(experiment_id.as_deref(), experiment_name.as_deref())?;
+            println!(
+                "{}",
+                cli.search(&experiment, &filter, &order_by, max_results, output(json))?
+            );
+        }
+        TracesAction::Get { trace_id, json } => {
+            println!("{}", cli.get_trace(&trace_id, output(json))?)
+        }
+        TracesAction::Delete {
+            experiment_id,
+            trace_ids,
+        } => {
+            println!(
+                "deleted {} trace(s)",
+                cli.delete(&experiment_id, &trace_ids)?
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The file path of a `sqlite:///…` URI, as SQLAlchemy (and so `mlflow server`) reads it.
@@ -142,6 +228,10 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
+        Command::Traces {
+            tracking_uri,
+            action,
+        } => tokio::task::spawn_blocking(move || run_traces(tracking_uri, action)).await?,
         Command::Loadgen {
             clients,
             seconds,

@@ -1,6 +1,7 @@
 //! The server's integration tests, one binary: HTTP handlers driven in process against a real SQLite file.
 
 mod assessments;
+mod cli;
 mod demo;
 mod experiments;
 mod harness;
