@@ -1,9 +1,12 @@
 //! `mlflow-tracing traces search|get|delete`: the trace API from the command line, against any tracking
 //! server (ours or MLflow's), printing tables, trees or JSON.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
+use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
+use mlflow_tracing_core::{Span, SpanId};
 use serde_json::{Value, json};
 
 /// A client of one tracking server.
@@ -101,7 +104,10 @@ impl TracesCli {
             "max_results": max_results,
         });
         let found = self.post("/api/3.0/mlflow/traces/search", &body, "searching traces")?;
-        let traces = found["traces"].as_array().cloned().unwrap_or_default();
+        let traces = found["traces"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if output == Output::Json {
             return Ok(serde_json::to_string_pretty(&traces)?);
         }
@@ -109,7 +115,7 @@ impl TracesCli {
             "{:<35}  {:<20}  {:<11}  {:<24}  {:>9}  {}\n",
             "TRACE ID", "NAME", "STATE", "REQUEST TIME", "DURATION", "REQUEST"
         );
-        for info in &traces {
+        for info in traces {
             let preview: String = info["request_preview"]
                 .as_str()
                 .unwrap_or_default()
@@ -146,8 +152,12 @@ impl TracesCli {
         let info = &got["trace"]["trace_info"];
         let spans = got["trace"]["spans"]
             .as_array()
-            .cloned()
-            .unwrap_or_default();
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(span_from_rest_json)
+            .collect::<Result<Vec<Span>, _>>()
+            .context("the server sent a span this client cannot read")?;
         let mut text = format!(
             "{}  {}  {}  {}\n",
             info["trace_id"].as_str().unwrap_or_default(),
@@ -155,50 +165,32 @@ impl TracesCli {
             info["state"].as_str().unwrap_or_default(),
             info["execution_duration"].as_str().unwrap_or("-"),
         );
-        let attribute = |span: &Value, key: &str| -> Option<String> {
-            let value = &span["attributes"]
-                .as_array()?
-                .iter()
-                .find(|attribute| attribute["key"] == key)?["value"];
-            value["string_value"].as_str().map(str::to_owned)
-        };
-        fn children<'a>(spans: &'a [Value], parent: Option<&str>) -> Vec<&'a Value> {
-            spans
-                .iter()
-                .filter(|span| span["parent_span_id"].as_str() == parent)
-                .collect()
+        // One pass builds the child lists; a span whose parent is not in the trace is shown as a root.
+        let present: HashSet<SpanId> = spans.iter().map(|span| span.span_id).collect();
+        let mut children: HashMap<Option<SpanId>, Vec<&Span>> = HashMap::new();
+        for span in &spans {
+            let parent = span.parent_id.filter(|parent| present.contains(parent));
+            children.entry(parent).or_default().push(span);
         }
-        let mut stack: Vec<(usize, &Value)> = children(&spans, None)
+        let mut stack: Vec<(usize, &Span)> = children
+            .get(&None)
             .into_iter()
+            .flatten()
             .rev()
-            .map(|span| (0, span))
+            .map(|span| (0, *span))
             .collect();
         while let Some((depth, span)) = stack.pop() {
-            let duration_ms = (span["end_time_unix_nano"].as_u64().unwrap_or(0))
-                .saturating_sub(span["start_time_unix_nano"].as_u64().unwrap_or(0))
-                as f64
-                / 1e6;
-            let status = span["status"]["code"]
-                .as_str()
-                .unwrap_or_default()
-                .trim_start_matches("STATUS_CODE_")
-                .to_owned();
             let _ = writeln!(
                 text,
                 "{}{} [{}] {:.2} ms {}",
                 "  ".repeat(depth + 1),
-                span["name"].as_str().unwrap_or_default(),
-                attribute(span, "mlflow.spanType").unwrap_or_else(|| "UNKNOWN".to_owned()),
-                duration_ms,
-                status,
+                span.name,
+                span.span_type(),
+                span.duration_ns().unwrap_or(0) as f64 / 1e6,
+                span.status.code.as_str(),
             );
-            let own_id = span["span_id"].as_str();
-            stack.extend(
-                children(&spans, own_id)
-                    .into_iter()
-                    .rev()
-                    .map(|child| (depth + 1, child)),
-            );
+            let own = children.get(&Some(span.span_id)).into_iter().flatten();
+            stack.extend(own.rev().map(|child| (depth + 1, *child)));
         }
         let _ = write!(text, "{} span(s)", spans.len());
         Ok(text)

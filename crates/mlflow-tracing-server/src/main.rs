@@ -19,19 +19,26 @@ struct Cli {
     command: Command,
 }
 
+/// Where a server listens and stores, as `mlflow server` names it.
+#[derive(clap::Args)]
+struct Listen {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+    /// Where traces are stored: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`.
+    #[arg(long, default_value = "sqlite:///mlruns.db")]
+    backend_store_uri: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the tracking server: MLflow's REST API and OTLP ingest on an embedded SQLite store.
     Server {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Port to listen on.
-        #[arg(long, default_value_t = 5000)]
-        port: u16,
-        /// Where traces are stored: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`.
-        #[arg(long, default_value = "sqlite:///mlruns.db")]
-        backend_store_uri: String,
+        #[command(flatten)]
+        listen: Listen,
         /// Accepted for compatibility with `mlflow server`; spans are stored in the backend store.
         #[arg(long)]
         default_artifact_root: Option<String>,
@@ -42,15 +49,8 @@ enum Command {
     /// Runs the server, sends it the traces of a set of sample agents (exported over HTTP by the SDK), prints
     /// where to look, and keeps serving.
     Demo {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Port to listen on.
-        #[arg(long, default_value_t = 5000)]
-        port: u16,
-        /// Where traces are stored.
-        #[arg(long, default_value = "sqlite:///mlruns.db")]
-        backend_store_uri: String,
+        #[command(flatten)]
+        listen: Listen,
         /// Exit after the agents ran instead of serving on.
         #[arg(long)]
         exit: bool,
@@ -194,9 +194,11 @@ async fn shutdown_signal() {
 }
 
 async fn bind(
-    host: &str,
-    port: u16,
-    backend_store_uri: &str,
+    Listen {
+        host,
+        port,
+        backend_store_uri,
+    }: &Listen,
 ) -> anyhow::Result<(tokio::net::TcpListener, SqliteStore, PathBuf)> {
     let path = sqlite_path(backend_store_uri)?;
     let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -215,13 +217,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server {
-            host,
-            port,
-            backend_store_uri,
+            listen,
             default_artifact_root: _,
             max_body_bytes,
         } => {
-            let (listener, store, path) = bind(&host, port, &backend_store_uri).await?;
+            let (listener, store, path) = bind(&listen).await?;
             log::info!(address:% = listener.local_addr()?, store:% = path.display(); "mlflow-tracing server listening");
             axum::serve(listener, router(store, max_body_bytes))
                 .with_graceful_shutdown(shutdown_signal())
@@ -251,13 +251,8 @@ async fn main() -> anyhow::Result<()> {
                 .await??;
             Ok(())
         }
-        Command::Demo {
-            host,
-            port,
-            backend_store_uri,
-            exit,
-        } => {
-            let (listener, store, path) = bind(&host, port, &backend_store_uri).await?;
+        Command::Demo { listen, exit } => {
+            let (listener, store, path) = bind(&listen).await?;
             let address = listener.local_addr()?;
             let server = tokio::spawn(async move {
                 axum::serve(listener, router(store, DEFAULT_BODY_LIMIT))

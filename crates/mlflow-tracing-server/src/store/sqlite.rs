@@ -571,7 +571,7 @@ fn read_experiment(
 fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Option<TraceInfo>> {
     let row = connection
         .prepare_cached(
-            "SELECT experiment_id, client_request_id, request_time, end_time, execution_duration, state, \
+            "SELECT experiment_id, client_request_id, request_time, execution_duration, state, \
              request_preview, response_preview FROM traces WHERE trace_id = ?1",
         )
         .map_err(sql_error)?
@@ -581,24 +581,15 @@ fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Optio
                 row.get::<_, Option<String>>(1)?,
                 row.get::<_, i64>(2)?,
                 row.get::<_, Option<i64>>(3)?,
-                row.get::<_, Option<i64>>(4)?,
-                row.get::<_, String>(5)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Option<String>>(5)?,
                 row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<String>>(7)?,
             ))
         })
         .optional()
         .map_err(sql_error)?;
-    let Some((
-        experiment_id,
-        client_request_id,
-        request_time,
-        _end_time,
-        duration,
-        state,
-        request,
-        response,
-    )) = row
+    let Some((experiment_id, client_request_id, request_time, duration, state, request, response)) =
+        row
     else {
         return Ok(None);
     };
