@@ -233,6 +233,8 @@ pub async fn run_agents(tracking_uri: &str) -> anyhow::Result<usize> {
         ] {
             support_turn("session-demo-1", question);
             traces += 1;
+            // Turns of a conversation are apart in time; traces record their start to the millisecond.
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let _ = inventory("SKU-7");
         let _ = inventory("SKU-404");

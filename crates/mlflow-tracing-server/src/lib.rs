@@ -1,5 +1,5 @@
 //! The mlflow-tracing tracking server: MLflow's trace REST API (v2 and v3, also under `/ajax-api`) and OTLP/HTTP
-//! ingest, on an embedded SQLite store.
+//! ingest, on an embedded SQLite store, and the web UI that reads them.
 //!
 //! ```text
 //!  official mlflow client ─┐  /api/{2.0,3.0}/mlflow/…  ┌─▶ api::experiments, api::traces ─┐
@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod otlp;
 pub mod search;
 pub mod store;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub fn router<S: Store>(store: S, body_limit: usize) -> Router {
     let state = Arc::new(AppState { store });
     api::routes::<S>()
         .merge(otlp::routes::<S>())
+        .merge(web::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(

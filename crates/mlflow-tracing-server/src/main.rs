@@ -222,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
             max_body_bytes,
         } => {
             let (listener, store, path) = bind(&listen).await?;
-            log::info!(address:% = listener.local_addr()?, store:% = path.display(); "mlflow-tracing server listening");
+            log::info!(address:% = listener.local_addr()?, store:% = path.display(); "mlflow-tracing server listening; the web UI is at /");
             axum::serve(listener, router(store, max_body_bytes))
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
@@ -272,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
                 path.display()
             );
             println!("Tracking server: {tracking_uri}");
+            println!("Web UI:          {tracking_uri}/#/experiments");
             println!(
                 "  read them back:  MLFLOW_TRACKING_URI={tracking_uri} python -c \"import mlflow; \
                  print(mlflow.search_traces(locations=[mlflow.get_experiment_by_name('{experiment}').experiment_id]))\""

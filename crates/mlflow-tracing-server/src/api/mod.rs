@@ -7,6 +7,7 @@ mod assessments;
 mod experiments;
 mod traces;
 mod traces_v2;
+mod ui;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub(crate) fn routes<S: Store>() -> Router<Arc<AppState<S>>> {
     let router = artifacts::routes(router);
     let router = assessments::routes(router);
     let router = traces_v2::routes(router);
+    let router = ui::routes(router);
     traces::routes(router)
 }
 

@@ -111,7 +111,7 @@ async fn trace_with_spans<S: Store>(state: &State<S>, trace_id: String) -> ApiRe
     Ok(text)
 }
 
-fn json_response(text: String) -> Response {
+pub(super) fn json_response(text: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 

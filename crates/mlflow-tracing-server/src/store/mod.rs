@@ -81,6 +81,29 @@ pub struct Page<T> {
     pub next_offset: Option<usize>,
 }
 
+/// One span without its payload: what a viewer needs to draw the tree and the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanOutline {
+    /// 16 hex digits.
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub span_type: String,
+    /// `OK`, `ERROR` or `UNSET`.
+    pub status: String,
+    pub start_time_ns: i64,
+    pub end_time_ns: Option<i64>,
+}
+
+/// How many traces an experiment holds and when the latest one started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentTraceStats {
+    pub experiment_id: String,
+    pub trace_count: u64,
+    /// Request time (epoch ms) of the newest trace.
+    pub last_trace_time_ms: Option<i64>,
+}
+
 /// What a v2 EndTrace changes.
 #[derive(Debug, Clone)]
 pub struct TraceEnd {
@@ -204,6 +227,24 @@ pub trait Store: Send + Sync + 'static {
         &self,
         trace_id: String,
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// The outline of every span of a trace, in start order; a missing trace is `NotFound`.
+    fn get_span_outline(
+        &self,
+        trace_id: String,
+    ) -> impl Future<Output = StoreResult<Vec<SpanOutline>>> + Send;
+
+    /// One span as REST v3 JSON text; `span_id` is 16 hex digits.
+    fn get_span_text(
+        &self,
+        trace_id: String,
+        span_id: String,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// Trace counts and latest activity of every experiment that has traces.
+    fn experiment_trace_stats(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<ExperimentTraceStats>>> + Send;
 
     fn set_trace_tag(
         &self,

@@ -23,7 +23,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use rusqlite::types::Value as SqlValue;
 
-use super::{DeleteTraces, Experiment, Page, Store, StoreError, StoreResult, TraceEnd, TraceQuery};
+use super::{
+    DeleteTraces, Experiment, ExperimentTraceStats, Page, SpanOutline, Store, StoreError,
+    StoreResult, TraceEnd, TraceQuery,
+};
 use crate::search::{Comparator, Condition, Field, Literal, OrderBy};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -1072,6 +1075,74 @@ impl Store for SqliteStore {
                 .map_err(sql_error)?;
             let rows = statement
                 .query_map([&stored], |row| row.get(0))
+                .map_err(sql_error)?;
+            rows.collect::<Result<_, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn get_span_outline(&self, trace_id: String) -> StoreResult<Vec<SpanOutline>> {
+        self.read(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT span_id, parent_span_id, name, span_type, status, start_time, end_time \
+                     FROM spans WHERE trace_id = ?1 ORDER BY start_time, span_id",
+                )
+                .map_err(sql_error)?;
+            let rows = statement
+                .query_map([&stored], |row| {
+                    Ok(SpanOutline {
+                        span_id: row.get(0)?,
+                        parent_span_id: row.get(1)?,
+                        name: row.get(2)?,
+                        span_type: row.get(3)?,
+                        status: row.get(4)?,
+                        start_time_ns: row.get(5)?,
+                        end_time_ns: row.get(6)?,
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<_, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn get_span_text(&self, trace_id: String, span_id: String) -> StoreResult<String> {
+        self.read(move |connection| {
+            let stored = require_trace(connection, &trace_id)?;
+            connection
+                .prepare_cached("SELECT content FROM spans WHERE trace_id = ?1 AND span_id = ?2")
+                .map_err(sql_error)?
+                .query_row(params![stored, span_id.to_ascii_lowercase()], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sql_error)?
+                .ok_or_else(|| {
+                    StoreError::not_found(format!(
+                        "Span '{span_id}' not found in trace '{trace_id}'."
+                    ))
+                })
+        })
+        .await
+    }
+
+    async fn experiment_trace_stats(&self) -> StoreResult<Vec<ExperimentTraceStats>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT experiment_id, COUNT(*), MAX(request_time) FROM traces GROUP BY experiment_id",
+                )
+                .map_err(sql_error)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(ExperimentTraceStats {
+                        experiment_id: row.get::<_, i64>(0)?.to_string(),
+                        trace_count: row.get::<_, i64>(1)?.max(0) as u64,
+                        last_trace_time_ms: row.get(2)?,
+                    })
+                })
                 .map_err(sql_error)?;
             rows.collect::<Result<_, _>>().map_err(sql_error)
         })

@@ -9,3 +9,4 @@ mod otlp;
 mod robustness;
 mod traces;
 mod traces_v2;
+mod ui;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, fixture_json, server_with_experiments};
 
-fn captured_spans() -> (Vec<Value>, Vec<Span>) {
+pub(crate) fn captured_spans() -> (Vec<Value>, Vec<Span>) {
     let rest = fixture_json("wire/v3_get_trace_with_spans.json")["resp_body"]["trace"]["spans"]
         .as_array()
         .unwrap()
@@ -20,7 +20,7 @@ fn captured_spans() -> (Vec<Value>, Vec<Span>) {
     (rest, spans)
 }
 
-async fn post_spans(server: &TestServer, spans: &[Span]) {
+pub(crate) async fn post_spans(server: &TestServer, spans: &[Span]) {
     let body = export_request(spans, &EventAttributes::new()).encode_to_vec();
     let request = axum::http::Request::post("/v1/traces")
         .header("content-type", "application/x-protobuf")
