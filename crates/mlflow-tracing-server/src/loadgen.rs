@@ -22,6 +22,9 @@ pub struct LoadOptions {
     pub clients: usize,
     pub duration: Duration,
     pub spans_per_trace: usize,
+    /// Traces per export request: 1 as MLflow's client exports each finished trace, more as an OpenTelemetry
+    /// batch span processor sends up to 512 spans at once.
+    pub traces_per_request: usize,
     pub target: Option<String>,
     pub mlflow: Option<PathBuf>,
 }
@@ -147,28 +150,34 @@ fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
     Ok(TempDirectory(path))
 }
 
+/// A xorshift generator: cheap, and different per client.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// One trace of `spans` spans: a root and children, as an agent makes them.
-fn trace_request(random: &mut u64, spans: usize) -> Vec<u8> {
-    let mut next = || {
-        *random ^= *random << 13;
-        *random ^= *random >> 7;
-        *random ^= *random << 17;
-        *random
-    };
+fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
     let mut trace_bytes = [0_u8; 16];
-    trace_bytes[..8].copy_from_slice(&next().to_be_bytes());
-    trace_bytes[8..].copy_from_slice(&next().to_be_bytes());
+    trace_bytes[..8].copy_from_slice(&random.next().to_be_bytes());
+    trace_bytes[8..].copy_from_slice(&random.next().to_be_bytes());
     let trace_id = TraceId(trace_bytes);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    let root_id = SpanId(next().to_be_bytes());
-    let spans: Vec<Span> = (0..spans)
+    let root_id = SpanId(random.next().to_be_bytes());
+    (0..spans)
         .map(|index| {
             let span_id = if index == 0 {
                 root_id
             } else {
-                SpanId(next().to_be_bytes())
+                SpanId(random.next().to_be_bytes())
             };
             let mut attributes = mlflow_tracing_core::Attributes::new();
             attributes.insert(
@@ -200,11 +209,62 @@ fn trace_request(random: &mut u64, spans: usize) -> Vec<u8> {
                 links: Vec::new(),
             }
         })
-        .collect();
-    export_request(&spans, &EventAttributes::new()).encode_to_vec()
+        .collect()
 }
 
-/// Runs `clients` threads posting one trace per request to `base` until `duration` has passed.
+/// An encoded export request and where every trace and span id sits in it: a client makes the next request by
+/// writing fresh ids over the old ones, so the load measures the server, not the client's encoder.
+struct RequestTemplate {
+    body: Vec<u8>,
+    /// For each distinct id of the template: its length (16 or 8) and every offset it occurs at (a root's id
+    /// also occurs as its children's parent id).
+    ids: Vec<(usize, Vec<usize>)>,
+}
+
+impl RequestTemplate {
+    fn new(random: &mut Random, traces: usize, spans_per_trace: usize) -> RequestTemplate {
+        let spans: Vec<Span> = (0..traces)
+            .flat_map(|_| trace_spans(random, spans_per_trace))
+            .collect();
+        let body = export_request(&spans, &EventAttributes::new()).encode_to_vec();
+        let mut distinct: Vec<Vec<u8>> = Vec::new();
+        for span in &spans {
+            for id in [span.trace_id.0.to_vec(), span.span_id.0.to_vec()] {
+                if !distinct.contains(&id) {
+                    distinct.push(id);
+                }
+            }
+        }
+        let ids = distinct
+            .into_iter()
+            .map(|id| {
+                let offsets = body
+                    .windows(id.len())
+                    .enumerate()
+                    .filter(|(_, window)| *window == id.as_slice())
+                    .map(|(offset, _)| offset)
+                    .collect();
+                (id.len(), offsets)
+            })
+            .collect();
+        RequestTemplate { body, ids }
+    }
+
+    /// The template with new ids: new traces, same shape.
+    fn fresh(&mut self, random: &mut Random) -> &[u8] {
+        for (length, offsets) in &self.ids {
+            let mut id = [0_u8; 16];
+            id[..8].copy_from_slice(&random.next().to_be_bytes());
+            id[8..].copy_from_slice(&random.next().to_be_bytes());
+            for offset in offsets {
+                self.body[*offset..*offset + length].copy_from_slice(&id[..*length]);
+            }
+        }
+        &self.body
+    }
+}
+
+/// Runs `clients` threads posting requests to `base` until `duration` has passed.
 fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u32>) -> LoadReport {
     let idle_rss_kib = server_pid.and_then(rss_kib);
     let spans = Arc::new(AtomicU64::new(0));
@@ -219,27 +279,29 @@ fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u
                 Arc::clone(&running),
             );
             let url = format!("{base}/v1/traces");
-            let per_trace = options.spans_per_trace;
+            let per_request = (options.spans_per_trace * options.traces_per_request) as u64;
+            let (traces, spans_per_trace) = (options.traces_per_request, options.spans_per_trace);
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
                     .timeout_global(Some(Duration::from_secs(30)))
                     .build()
                     .into();
-                let mut random = 0x9e37_79b9_7f4a_7c15_u64 ^ ((client as u64 + 1) << 32);
+                let mut random = Random(0x9e37_79b9_7f4a_7c15_u64 ^ ((client as u64 + 1) << 32));
+                let mut template = RequestTemplate::new(&mut random, traces, spans_per_trace);
                 let mut latencies = Vec::new();
                 while running.load(Ordering::Relaxed) {
-                    let body = trace_request(&mut random, per_trace);
+                    let body = template.fresh(&mut random);
                     let sent = Instant::now();
                     let result = agent
                         .post(&url)
                         .header("content-type", "application/x-protobuf")
                         .header("x-mlflow-experiment-id", "0")
-                        .send(&body[..]);
+                        .send(body);
                     latencies.push(sent.elapsed());
                     match result {
                         Ok(response) if response.status() == 200 => {
-                            spans.fetch_add(per_trace as u64, Ordering::Relaxed);
+                            spans.fetch_add(per_request, Ordering::Relaxed);
                         }
                         _ => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -289,8 +351,8 @@ fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u
 /// Runs the load and prints the figures.
 pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
     println!(
-        "OTLP ingest: {} clients, {}-span traces (one per request), {:?} per server, writes acknowledged after COMMIT (SQLite WAL, synchronous=FULL)",
-        options.clients, options.spans_per_trace, options.duration
+        "OTLP ingest: {} clients, {}-span traces, {} per request, {:?} per server, writes acknowledged after COMMIT (SQLite WAL, synchronous=FULL)",
+        options.clients, options.spans_per_trace, options.traces_per_request, options.duration
     );
     let mut reports = Vec::new();
     match &options.target {

@@ -72,9 +72,12 @@ enum Command {
         /// Seconds of load per server.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Spans per trace (one trace per request).
+        /// Spans per trace.
         #[arg(long, default_value_t = 10)]
         spans_per_trace: usize,
+        /// Traces per request: 1 as MLflow's client exports, ~50 as an OpenTelemetry batch processor does.
+        #[arg(long, default_value_t = 1)]
+        traces_per_request: usize,
         /// A running server to load instead of starting one (http://host:port).
         #[arg(long)]
         target: Option<String>,
@@ -236,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
             spans_per_trace,
+            traces_per_request,
             target,
             mlflow,
         } => {
@@ -243,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
                 clients: clients.max(1),
                 duration: std::time::Duration::from_secs(seconds.max(1)),
                 spans_per_trace: spans_per_trace.max(1),
+                traces_per_request: traces_per_request.max(1),
                 target,
                 mlflow,
             };

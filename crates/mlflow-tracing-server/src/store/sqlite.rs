@@ -71,7 +71,8 @@ fn configure(connection: &Connection) -> StoreResult<()> {
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
+             PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
+             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;",
         )
         .map_err(sql_error)
 }

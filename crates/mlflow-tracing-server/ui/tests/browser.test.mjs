@@ -72,6 +72,10 @@ before(async () => {
   await sendSpans(ids.experiment, xss);
   await sendSpans(ids.experiment, [spanJson({ traceId: doomed, spanId: hex(16), name: "to_delete", type: "CHAIN", start: now - 1e6, end: now })]);
   Object.assign(ids, { big: big.traceId, deep: big.deep, medium: medium.traceId, xss: `tr-${xssTrace}`, doomed: `tr-${doomed}` });
+  ids.paging = (await call("POST", "/api/2.0/mlflow/experiments/create", { name: "ui-paging" })).experiment_id;
+  await sendSpans(ids.paging, Array.from({ length: 60 }, (_, i) => spanJson({ traceId: hex(32), spanId: hex(16),
+    name: `call_${String(i).padStart(2, "0")}`, type: "CHAIN", start: now - (100 - i) * 1e9, end: now - (100 - i) * 1e9 + 1e6 })));
+  ids.empty = (await call("POST", "/api/2.0/mlflow/experiments/create", { name: "ui-empty" })).experiment_id;
   const demo = await call("GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=demo");
   ids.demo = demo.experiment.experiment_id;
 
@@ -122,6 +126,7 @@ test("experiments list their trace counts", async () => {
   assert.equal(await demoRow.locator("td").nth(2).innerText(), "9");
   const testRow = page.locator(`tr[data-experiment-id="${ids.experiment}"]`);
   assert.equal(await testRow.locator("td").nth(2).innerText(), "4");
+  assert.equal(await page.locator(`tr[data-experiment-id="${ids.empty}"] td`).nth(2).innerText(), "0");
   await shot("experiments");
 });
 
@@ -146,6 +151,36 @@ test("the traces table lists the demo traces, and a filter narrows them", async 
   await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 4);
   assert.deepEqual((await page.locator("tr.trace-row td:nth-child(3)").allInnerTexts()).sort(),
     ["streaming_chat", "support_bot", "support_bot", "support_bot"]);
+});
+
+test("pages come from the server, 50 traces at a time", async () => {
+  await page.goto(`${base}/#/experiments/${ids.paging}`);
+  await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 50);
+  assert.equal(await page.locator(".pager .muted").innerText(), "1–50");
+  await page.click("button:has-text('Next')");
+  await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 10);
+  assert.equal(await page.locator(".pager .muted").innerText(), "51–60");
+  assert.ok(await page.locator("button:has-text('Next')").isDisabled());
+  await page.click("button:has-text('Previous')");
+  await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 50);
+  assert.ok(await page.locator("button:has-text('Previous')").isDisabled());
+});
+
+test("an empty experiment tells a new user how to send a first trace, and live tail shows it arrive", async () => {
+  await page.goto(`${base}/#/experiments/${ids.empty}`);
+  await page.locator(".empty").waitFor();
+  const help = await page.locator(".empty").innerText();
+  assert.match(help, /No traces yet/);
+  assert.ok(help.includes(`MLFLOW_TRACKING_URI=${base}`), help);
+  assert.ok(help.includes("/v1/traces"), help);
+  await shot("traces-empty");
+
+  await page.check("input[name=live]");
+  const traceId = hex(32);
+  const now = Date.now() * 1e6;
+  await sendSpans(ids.empty, [spanJson({ traceId, spanId: hex(16), name: "first_call", type: "AGENT", start: now - 1e6, end: now })]);
+  await page.locator(`tr[data-trace-id="tr-${traceId}"]`).waitFor({ timeout: 10000 });
+  await page.uncheck("input[name=live]");
 });
 
 test("a bad filter shows the server's error inline", async () => {
