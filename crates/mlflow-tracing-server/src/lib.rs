@@ -14,6 +14,7 @@ pub mod error;
 pub mod loadgen;
 pub mod otlp;
 pub mod search;
+pub mod searchbench;
 pub mod store;
 pub mod web;
 

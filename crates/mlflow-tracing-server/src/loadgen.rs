@@ -70,8 +70,8 @@ impl LoadReport {
 }
 
 /// A server process started for the run, stopped on drop.
-struct Spawned {
-    child: Child,
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
     _directory: TempDirectory,
 }
 
@@ -82,7 +82,7 @@ impl Drop for Spawned {
     }
 }
 
-struct TempDirectory(PathBuf);
+pub(crate) struct TempDirectory(pub(crate) PathBuf);
 
 impl Drop for TempDirectory {
     fn drop(&mut self) {
@@ -90,13 +90,13 @@ impl Drop for TempDirectory {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -121,7 +121,7 @@ fn wait_healthy(base: &str, deadline: Duration) -> anyhow::Result<()> {
     bail!("the server at {base} did not become healthy within {deadline:?}")
 }
 
-fn spawn_server(
+pub(crate) fn spawn_server(
     program: &Path,
     arguments: &[String],
     directory: TempDirectory,
@@ -141,7 +141,7 @@ fn spawn_server(
     Ok(spawned)
 }
 
-fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
+pub(crate) fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
     let path = std::env::temp_dir().join(format!(
         "mlflow-tracing-loadgen-{label}-{}",
         std::process::id()
@@ -151,10 +151,10 @@ fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
 }
 
 /// A xorshift generator: cheap, and different per client.
-struct Random(u64);
+pub(crate) struct Random(pub(crate) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -214,7 +214,7 @@ fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
 
 /// An encoded export request and where every trace and span id sits in it: a client makes the next request by
 /// writing fresh ids over the old ones, so the load measures the server, not the client's encoder.
-struct RequestTemplate {
+pub(crate) struct RequestTemplate {
     body: Vec<u8>,
     /// For each distinct id of the template: its length (16 or 8) and every offset it occurs at (a root's id
     /// also occurs as its children's parent id).
@@ -226,9 +226,14 @@ impl RequestTemplate {
         let spans: Vec<Span> = (0..traces)
             .flat_map(|_| trace_spans(random, spans_per_trace))
             .collect();
-        let body = export_request(&spans, &EventAttributes::new()).encode_to_vec();
+        RequestTemplate::from_spans(&spans)
+    }
+
+    /// A template of these spans; their ids must be random, so no other bytes of the body match them.
+    pub(crate) fn from_spans(spans: &[Span]) -> RequestTemplate {
+        let body = export_request(spans, &EventAttributes::new()).encode_to_vec();
         let mut distinct: Vec<Vec<u8>> = Vec::new();
-        for span in &spans {
+        for span in spans {
             for id in [span.trace_id.0.to_vec(), span.span_id.0.to_vec()] {
                 if !distinct.contains(&id) {
                     distinct.push(id);
@@ -251,7 +256,7 @@ impl RequestTemplate {
     }
 
     /// The template with new ids: new traces, same shape.
-    fn fresh(&mut self, random: &mut Random) -> &[u8] {
+    pub(crate) fn fresh(&mut self, random: &mut Random) -> &[u8] {
         for (length, offsets) in &self.ids {
             let mut id = [0_u8; 16];
             id[..8].copy_from_slice(&random.next().to_be_bytes());

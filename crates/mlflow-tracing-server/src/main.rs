@@ -85,6 +85,19 @@ enum Command {
         #[arg(long)]
         mlflow: Option<PathBuf>,
     },
+    /// Measures reads at scale: fills a fresh server with small traces and one large trace, then times search
+    /// by tag and status, batchGet of a page, and traces/get of the large trace.
+    Searchbench {
+        /// Small traces to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        traces: usize,
+        /// Spans of the large trace.
+        #[arg(long, default_value_t = 10_000)]
+        large_trace_spans: usize,
+        /// Timed repetitions of each request.
+        #[arg(long, default_value_t = 200)]
+        repetitions: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +248,20 @@ async fn main() -> anyhow::Result<()> {
             tracking_uri,
             action,
         } => tokio::task::spawn_blocking(move || run_traces(tracking_uri, action)).await?,
+        Command::Searchbench {
+            traces,
+            large_trace_spans,
+            repetitions,
+        } => {
+            let options = mlflow_tracing_server::searchbench::SearchBenchOptions {
+                traces: traces.max(1000),
+                large_trace_spans: large_trace_spans.max(11),
+                repetitions: repetitions.max(1),
+            };
+            tokio::task::spawn_blocking(move || mlflow_tracing_server::searchbench::run(&options))
+                .await??;
+            Ok(())
+        }
         Command::Loadgen {
             clients,
             seconds,

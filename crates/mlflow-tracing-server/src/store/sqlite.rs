@@ -35,6 +35,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_assessments.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_append_ordered_spans.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_tag_value_indexes.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -67,13 +75,18 @@ fn sql_error(error: rusqlite::Error) -> StoreError {
     StoreError::internal(format!("sqlite: {error}"))
 }
 
-fn configure(connection: &Connection) -> StoreResult<()> {
+/// Page cache of the writer (KiB): the pages every insert touches stay in memory between commits.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of each reader (KiB); reads also go through a shared memory map of the file.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+fn configure(connection: &Connection, cache_kib: i64) -> StoreResult<()> {
     connection
-        .execute_batch(
+        .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
-             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;",
-        )
+             PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = 134217728; PRAGMA temp_store = MEMORY;"
+        ))
         .map_err(sql_error)
 }
 
@@ -111,7 +124,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut connection = Connection::open(path).map_err(sql_error)?;
-        configure(&connection)?;
+        configure(&connection, WRITER_CACHE_KIB)?;
         migrate(&mut connection)?;
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
@@ -163,7 +176,7 @@ impl SqliteStore {
                 Some(connection) => connection,
                 None => {
                     let connection = Connection::open(&*path).map_err(sql_error)?;
-                    configure(&connection)?;
+                    configure(&connection, READER_CACHE_KIB)?;
                     connection
                 }
             };
@@ -315,7 +328,12 @@ fn predicate(
 
 /// ` AND …` clauses for the conditions, with their parameters in order. Keys and values are parameters;
 /// only fixed SQL text is spliced.
-fn compile_conditions(conditions: &[Condition]) -> StoreResult<(String, Vec<SqlValue>)> {
+/// With `by_value`, equality on a tag or metadata value is a set of trace ids read through the value index
+/// (for a rare value); otherwise it is checked trace by trace, so a scan stops as soon as the page is full.
+fn compile_conditions(
+    conditions: &[Condition],
+    by_value: bool,
+) -> StoreResult<(String, Vec<SqlValue>)> {
     let mut sql = String::new();
     let mut parameters = Vec::new();
     for condition in conditions {
@@ -339,14 +357,20 @@ fn compile_conditions(conditions: &[Condition]) -> StoreResult<(String, Vec<SqlV
                     "trace_metadata"
                 };
                 parameters.push(SqlValue::Text(key.clone()));
-                let exists = format!(
-                    "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?"
-                );
                 match condition.comparator {
-                    Comparator::IsNull => format!("NOT {exists})"),
-                    Comparator::IsNotNull => format!("{exists})"),
+                    // By value through the (key, value) index, so a rare value can drive the search.
+                    Comparator::Eq | Comparator::In if by_value => format!(
+                        "t.trace_id IN (SELECT x.trace_id FROM {table} x WHERE x.key = ? AND {})",
+                        predicate("x.value", condition, &mut parameters)?
+                    ),
+                    Comparator::IsNull => format!(
+                        "NOT EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?)"
+                    ),
+                    Comparator::IsNotNull => format!(
+                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?)"
+                    ),
                     _ => format!(
-                        "{exists} AND {})",
+                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ? AND {})",
                         predicate("x.value", condition, &mut parameters)?
                     ),
                 }
@@ -390,6 +414,56 @@ fn compile_conditions(conditions: &[Condition]) -> StoreResult<(String, Vec<SqlV
         sql.push_str(&clause);
     }
     Ok((sql, parameters))
+}
+
+/// Most value rows counted when weighing the two plans of a search.
+const VALUE_ROWS_COUNTED: i64 = 20_000;
+
+/// Whether an equality condition on a tag or metadata value is rare enough that reading its traces by id and
+/// sorting them beats scanning the traces in order until `wanted` match. Reading one trace by id and sorting
+/// it costs about twice a scanned row, and a scan reads about `wanted * traces / matching` rows.
+fn has_rare_value(
+    connection: &Connection,
+    conditions: &[Condition],
+    wanted: usize,
+) -> StoreResult<bool> {
+    let mut traces: Option<i64> = None;
+    for condition in conditions {
+        let table = match (&condition.field, condition.comparator) {
+            (Field::Tag(_), Comparator::Eq) => "trace_tags",
+            (Field::Metadata(_), Comparator::Eq) => "trace_metadata",
+            _ => continue,
+        };
+        let (Field::Tag(key) | Field::Metadata(key)) = &condition.field else {
+            continue;
+        };
+        let matching: i64 = connection
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE key = ?1 AND value = ?2 LIMIT {VALUE_ROWS_COUNTED})"
+            ))
+            .map_err(sql_error)?
+            .query_row(
+                params![key, bind(&condition.values[0], &condition.field)],
+                |row| row.get(0),
+            )
+            .map_err(sql_error)?;
+        // The largest rowid: the number of traces ever stored, read from the end of the table.
+        let traces = match traces {
+            Some(traces) => traces,
+            None => *traces.insert(
+                connection
+                    .query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |row| {
+                        row.get(0)
+                    })
+                    .map_err(sql_error)?,
+            ),
+        };
+        let wanted = wanted as i64;
+        if matching < VALUE_ROWS_COUNTED && 2 * matching * matching < wanted * traces {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The `ORDER BY` list, ending with the trace id so pages are stable.
@@ -621,6 +695,108 @@ fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Optio
         tags: with_location_tags(connection, trace_id, experiment_id, read_map("trace_tags")?)?,
         assessments: read_assessments(connection, trace_id)?,
     }))
+}
+
+/// The records of `trace_ids` in that order (missing ones left out), in five queries whatever their number.
+fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResult<Vec<TraceInfo>> {
+    if trace_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = rusqlite::params_from_iter(trace_ids.iter());
+    let placeholders = vec!["?"; trace_ids.len()].join(", ");
+    let mut records: std::collections::HashMap<String, (i64, TraceInfo)> = connection
+        .prepare(&format!(
+            "SELECT trace_id, experiment_id, client_request_id, request_time, execution_duration, state, \
+             request_preview, response_preview FROM traces WHERE trace_id IN ({placeholders})"
+        ))
+        .map_err(sql_error)?
+        .query_map(ids.clone(), |row| {
+            let trace_id: String = row.get(0)?;
+            let experiment_id: i64 = row.get(1)?;
+            let state: String = row.get(5)?;
+            let info = TraceInfo {
+                trace_id: trace_id.clone(),
+                client_request_id: row.get(2)?,
+                trace_location: TraceLocation::experiment(experiment_id.to_string()),
+                request_time_ms: row.get(3)?,
+                execution_duration_ms: row.get(4)?,
+                state: TraceState::parse(&state).unwrap_or_default(),
+                request_preview: row.get(6)?,
+                response_preview: row.get(7)?,
+                trace_metadata: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                assessments: Vec::new(),
+            };
+            Ok((trace_id, (experiment_id, info)))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    for table in ["trace_tags", "trace_metadata"] {
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT trace_id, key, value FROM {table} WHERE trace_id IN ({placeholders})"
+            ))
+            .map_err(sql_error)?;
+        let mut rows = statement.query(ids.clone()).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let trace_id: String = row.get(0).map_err(sql_error)?;
+            if let Some((_, info)) = records.get_mut(&trace_id) {
+                let entries = if table == "trace_tags" {
+                    &mut info.tags
+                } else {
+                    &mut info.trace_metadata
+                };
+                entries.insert(
+                    row.get(1).map_err(sql_error)?,
+                    row.get(2).map_err(sql_error)?,
+                );
+            }
+        }
+    }
+    let with_spans: std::collections::HashSet<String> = connection
+        .prepare(&format!(
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id IN ({placeholders})"
+        ))
+        .map_err(sql_error)?
+        .query_map(ids.clone(), |row| row.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT trace_id, content FROM assessments WHERE trace_id IN ({placeholders}) \
+             ORDER BY create_time, assessment_id"
+        ))
+        .map_err(sql_error)?;
+    let mut rows = statement.query(ids).map_err(sql_error)?;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let trace_id: String = row.get(0).map_err(sql_error)?;
+        let text: String = row.get(1).map_err(sql_error)?;
+        if let Some((_, info)) = records.get_mut(&trace_id) {
+            info.assessments
+                .push(serde_json::from_str(&text).map_err(|error| {
+                    StoreError::internal(format!("stored assessment unreadable: {error}"))
+                })?);
+        }
+    }
+    Ok(trace_ids
+        .iter()
+        .filter_map(|trace_id| {
+            let (experiment_id, mut info) = records.remove(trace_id)?;
+            info.tags.insert(
+                keys::TAG_ARTIFACT_LOCATION.to_owned(),
+                artifact_location(&experiment_id.to_string(), trace_id),
+            );
+            if with_spans.contains(trace_id) {
+                info.tags.insert(
+                    keys::TAG_SPANS_LOCATION.to_owned(),
+                    "TRACKING_STORE".to_owned(),
+                );
+            }
+            Some(info)
+        })
+        .collect())
 }
 
 fn require_experiment(connection: &Connection, experiment_id: i64) -> StoreResult<()> {
@@ -1333,13 +1509,24 @@ impl Store for SqliteStore {
             .iter()
             .map(|id| parse_experiment_id(id))
             .collect::<Result<_, _>>()?;
-        let (conditions_sql, mut parameters) = compile_conditions(&query.conditions)?;
+        // Fails early on conditions the store cannot run.
+        compile_conditions(&query.conditions, false)?;
         self.read(move |connection| {
+            // A rare tag or metadata value finds its few traces by the value index and sorts them; otherwise
+            // the experiment's traces are read in the requested order until the page is full.
+            let wanted = query.offset + query.max_results + 1;
+            let rare = has_rare_value(connection, &query.conditions, wanted)?;
+            let (conditions_sql, mut parameters) = compile_conditions(&query.conditions, rare)?;
+            let source = if rare {
+                "traces t INDEXED BY sqlite_autoindex_traces_1"
+            } else {
+                "traces t"
+            };
             let placeholders = vec!["?"; experiments.len()].join(", ");
             let mut bound: Vec<SqlValue> = experiments.iter().map(|id| SqlValue::Integer(*id)).collect();
             bound.append(&mut parameters);
             let sql = format!(
-                "SELECT t.trace_id FROM traces t WHERE t.experiment_id IN ({placeholders}){conditions_sql} \
+                "SELECT t.trace_id FROM {source} WHERE t.experiment_id IN ({placeholders}){conditions_sql} \
                  ORDER BY {} LIMIT {} OFFSET {}",
                 order_sql(&query.order),
                 query.max_results + 1,
@@ -1352,10 +1539,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()
                 .map_err(sql_error)?;
             let has_more = ids.len() > query.max_results;
-            let mut items = Vec::new();
-            for id in ids.iter().take(query.max_results) {
-                items.extend(read_trace_info(connection, id)?);
-            }
+            let items = read_trace_infos(connection, &ids[..ids.len().min(query.max_results)])?;
             Ok(Page { next_offset: has_more.then_some(query.offset + query.max_results), items })
         })
         .await

@@ -455,3 +455,74 @@ async fn search_filters_and_orders_like_mlflow() {
         .json();
     assert_eq!(ids(all).len(), 2, "the injection attempt changed nothing");
 }
+
+/// Thirty traces, `env = 'a'` on 25 and `'b'` on 5, one second apart: a search by the common value pages
+/// through a time-ordered scan, one by the rare value reads its traces by the value index; both give the
+/// matching traces newest first, and every page follows on from the last.
+#[tokio::test]
+async fn search_by_common_and_rare_tag_values_gives_the_same_order_either_way() {
+    let server = server_with_experiments(1).await;
+    let base_ns: u64 = 1_795_000_000_000_000_000;
+    let mut expected: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    let spans: Vec<Value> = (0..30_u64)
+        .map(|index| {
+            let env = if index % 6 == 5 { "b" } else { "a" };
+            let trace_hex = format!("{:032x}", 0xabc0_0000 + index);
+            expected
+                .entry(env)
+                .or_default()
+                .insert(0, format!("tr-{trace_hex}"));
+            json!({"traceId": trace_hex, "spanId": format!("{:016x}", 0x100 + index), "name": "agent",
+                   "startTimeUnixNano": (base_ns + index * 1_000_000_000).to_string(),
+                   "endTimeUnixNano": (base_ns + index * 1_000_000_000 + 1_000_000).to_string(),
+                   "attributes": [{"key": "mlflow.traceTag.env", "value": {"stringValue": env}}]})
+        })
+        .collect();
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]});
+    let reply = server
+        .raw(
+            "POST",
+            "/v1/traces",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "no experiment header");
+    let request = axum::http::Request::post("/v1/traces")
+        .header("content-type", "application/json")
+        .header("x-mlflow-experiment-id", "1")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    assert_eq!(server.send(request).await.status, 200);
+
+    for (env, page_size) in [("a", 1), ("a", 7), ("b", 100), ("b", 2)] {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = json!({
+                "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "1"}}],
+                "filter": format!("tags.env = '{env}' AND status = 'OK'"),
+                "max_results": page_size,
+            });
+            if let Some(token) = &token {
+                request["page_token"] = json!(token);
+            }
+            let reply = server
+                .json("POST", "/api/3.0/mlflow/traces/search", &request)
+                .await
+                .json();
+            found.extend(
+                reply["traces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|info| info["trace_id"].as_str().unwrap().to_owned()),
+            );
+            match reply["next_page_token"].as_str() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(found, expected[env], "env = {env}, pages of {page_size}");
+    }
+}
