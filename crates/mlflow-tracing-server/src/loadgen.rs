@@ -141,6 +141,25 @@ pub(crate) fn spawn_server(
     Ok(spawned)
 }
 
+/// This binary's server on a fresh SQLite file in a temporary directory: the process, its base URL and the
+/// database file.
+pub(crate) fn spawn_own_server(label: &str) -> anyhow::Result<(Spawned, String, PathBuf)> {
+    let port = free_port()?;
+    let directory = temp_directory(label)?;
+    let database = directory.0.join(format!("{label}.db"));
+    let uri = format!("sqlite:///{}", database.display());
+    let arguments = [
+        "server",
+        "--port",
+        &port.to_string(),
+        "--backend-store-uri",
+        &uri,
+    ]
+    .map(str::to_owned);
+    let server = spawn_server(&std::env::current_exe()?, &arguments, directory, port)?;
+    Ok((server, format!("http://127.0.0.1:{port}"), database))
+}
+
 pub(crate) fn temp_directory(label: &str) -> anyhow::Result<TempDirectory> {
     let path = std::env::temp_dir().join(format!(
         "mlflow-tracing-loadgen-{label}-{}",
@@ -368,21 +387,10 @@ pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
             None,
         )),
         None => {
-            let port = free_port()?;
-            let directory = temp_directory("ours")?;
-            let uri = format!("sqlite:///{}", directory.0.join("load.db").display());
-            let arguments = [
-                "server",
-                "--port",
-                &port.to_string(),
-                "--backend-store-uri",
-                &uri,
-            ]
-            .map(str::to_owned);
-            let server = spawn_server(&std::env::current_exe()?, &arguments, directory, port)?;
+            let (server, base, _) = spawn_own_server("ours")?;
             reports.push(run_load(
                 "mlflow-tracing server",
-                &format!("http://127.0.0.1:{port}"),
+                &base,
                 options,
                 Some(server.child.id()),
             ));

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use mlflow_tracing_core::{Attributes, JsonText, Span, SpanId, SpanStatus, TraceId, keys};
 use serde_json::{Value, json};
 
-use crate::loadgen::{Random, RequestTemplate, free_port, rss_kib, spawn_server, temp_directory};
+use crate::loadgen::{Random, RequestTemplate, rss_kib, spawn_own_server};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -246,20 +246,7 @@ fn get_text(agent: &ureq::Agent, url: &str) -> anyhow::Result<String> {
 
 /// Runs the benchmark and prints the figures.
 pub fn run(options: &SearchBenchOptions) -> anyhow::Result<()> {
-    let port = free_port()?;
-    let directory = temp_directory("search")?;
-    let database = directory.0.join("search.db");
-    let uri = format!("sqlite:///{}", database.display());
-    let arguments = [
-        "server",
-        "--port",
-        &port.to_string(),
-        "--backend-store-uri",
-        &uri,
-    ]
-    .map(str::to_owned);
-    let server = spawn_server(&std::env::current_exe()?, &arguments, directory, port)?;
-    let base = format!("http://127.0.0.1:{port}");
+    let (server, base, database) = spawn_own_server("search")?;
 
     println!(
         "search bench: {} one-span traces (tag env, 10% failed, 0.1% canary) and one {}-span trace, over OTLP",

@@ -19,6 +19,8 @@ use mlflow_tracing_core::codec::rest_span::span_to_rest_json;
 use mlflow_tracing_core::{
     Assessment, Span, SpanStatusCode, TraceId, TraceInfo, TraceLocation, TraceState, keys,
 };
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use rusqlite::types::Value as SqlValue;
@@ -80,7 +82,34 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Page cache of each reader (KiB); reads also go through a shared memory map of the file.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 
+/// `text REGEXP pattern` for RLIKE: true when the pattern matches anywhere in the text (NULL text never
+/// matches). Each statement compiles its pattern once.
+fn add_regexp_function(connection: &Connection) -> StoreResult<()> {
+    connection
+        .create_scalar_function(
+            "regexp",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |context| {
+                let pattern = context.get_or_create_aux(
+                    0,
+                    |value| -> Result<regex::Regex, Box<dyn std::error::Error + Send + Sync>> {
+                        Ok(regex::Regex::new(value.as_str()?)?)
+                    },
+                )?;
+                Ok(match context.get_raw(1) {
+                    ValueRef::Text(text) => pattern.is_match(&String::from_utf8_lossy(text)),
+                    ValueRef::Integer(number) => pattern.is_match(&number.to_string()),
+                    ValueRef::Real(number) => pattern.is_match(&number.to_string()),
+                    _ => false,
+                })
+            },
+        )
+        .map_err(sql_error)
+}
+
 fn configure(connection: &Connection, cache_kib: i64) -> StoreResult<()> {
+    add_regexp_function(connection)?;
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
@@ -303,9 +332,14 @@ fn predicate(
             return Ok(format!("LOWER({expression}) LIKE LOWER(?)"));
         }
         Comparator::RLike => {
-            return Err(StoreError::invalid(
-                "RLIKE is not supported by this server yet; use LIKE or ILIKE",
-            ));
+            // Checked here so a bad pattern is the client's error, not a failed statement.
+            if let Literal::Text(pattern) = &values[0] {
+                regex::Regex::new(pattern).map_err(|error| {
+                    StoreError::invalid(format!("invalid RLIKE pattern {pattern:?}: {error}"))
+                })?;
+            }
+            parameters.push(bind(&values[0], &condition.field));
+            return Ok(format!("{expression} REGEXP ?"));
         }
         Comparator::In | Comparator::NotIn => {
             parameters.extend(values.iter().map(|value| bind(value, &condition.field)));

@@ -401,6 +401,11 @@ async fn search_filters_and_orders_like_mlflow() {
         ("span.attributes.model = 'fake-model'", &pipeline_only),
         ("span.attributes.n = '3'", &pipeline_only),
         ("trace.text ILIKE '%WHAT IS MLFLOW%'", &pipeline_only),
+        ("tags.`mlflow.traceName` RLIKE '^pipe.*e$'", &pipeline_only),
+        ("tags.`mlflow.traceName` RLIKE '^Pipe'", &none),
+        ("span.name RLIKE 'llm_c[a-z]+'", &pipeline_only),
+        ("name RLIKE 'fail(ed|ing)'", &error_only),
+        ("tags.env RLIKE '.'", &pipeline_only),
         ("timestamp_ms > 1795478356900", &error_only),
         ("execution_time_ms >= 80", &pipeline_only),
         ("name IN ('failing')", &error_only),
@@ -437,6 +442,7 @@ async fn search_filters_and_orders_like_mlflow() {
         ("status = ", "position 9"),
         ("status = 'OK' OR name = 'x'", "AND"),
         ("colour = 'red'", "unknown key"),
+        ("name RLIKE 'fail(ed'", "invalid RLIKE pattern"),
     ] {
         let reply = server
             .json(
