@@ -31,6 +31,10 @@ pub enum Field {
     SpanStatus,
     SpanContent,
     SpanAttribute(String),
+    /// The value of a trace's valid feedback of this name.
+    Feedback(String),
+    /// The value of a trace's valid expectation of this name.
+    Expectation(String),
 }
 
 impl Field {
@@ -334,7 +338,9 @@ fn resolve_field(position: usize, segments: &[String]) -> Result<Field, SearchEr
             }
             _ => None,
         },
-        "feedback" | "expectation" | "issue" => {
+        "feedback" if !rest.is_empty() => Some(Field::Feedback(joined(rest))),
+        "expectation" if !rest.is_empty() => Some(Field::Expectation(joined(rest))),
+        "issue" => {
             return Err(error(
                 position,
                 format!("{prefix}.* filters are not supported by this server yet"),

@@ -409,6 +409,44 @@ fn compile_conditions(
                     ),
                 }
             }
+            Field::Feedback(name) | Field::Expectation(name) => {
+                let kind = if matches!(condition.field, Field::Feedback(_)) {
+                    "feedback"
+                } else {
+                    "expectation"
+                };
+                parameters.push(SqlValue::Text(name.clone()));
+                // Overridden assessments (valid = false) no longer count.
+                let exists = format!(
+                    "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND a.name = ? \
+                     AND json_type(a.content, '$.{kind}') IS NOT NULL \
+                     AND COALESCE(json_extract(a.content, '$.valid'), 1) != 0"
+                );
+                match condition.comparator {
+                    Comparator::IsNull => format!("NOT {exists})"),
+                    Comparator::IsNotNull => format!("{exists})"),
+                    _ => {
+                        // Numbers compare as numbers; anything else as text, booleans as `true`/`false`.
+                        let path = format!("'$.{kind}.value'");
+                        let value = if condition
+                            .values
+                            .iter()
+                            .all(|value| matches!(value, Literal::Number(_)))
+                        {
+                            format!("json_extract(a.content, {path})")
+                        } else {
+                            format!(
+                                "CASE json_type(a.content, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                                 ELSE CAST(json_extract(a.content, {path}) AS TEXT) END"
+                            )
+                        };
+                        format!(
+                            "{exists} AND {})",
+                            predicate(&value, condition, &mut parameters)?
+                        )
+                    }
+                }
+            }
             Field::SpanName | Field::SpanType | Field::SpanStatus => {
                 let column = match condition.field {
                     Field::SpanName => "s.name",

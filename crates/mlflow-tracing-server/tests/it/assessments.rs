@@ -73,6 +73,45 @@ async fn feedback_and_expectations_round_trip_and_show_in_the_record() {
         "the overridden feedback is kept, invalid"
     );
 
+    // Search by assessment values: the overriding feedback counts, the overridden one no longer does.
+    for (filter, matches) in [
+        ("feedback.helpful = 'false'", true),
+        ("feedback.helpful = 'true'", false),
+        ("feedback.helpful != 'true'", true),
+        ("expectation.expected = 'answer'", true),
+        ("expectation.expected LIKE 'ans%'", true),
+        ("expectation.expected RLIKE '^a.s'", true),
+        ("expectation.expected = 'other'", false),
+        ("feedback.helpful IS NOT NULL", true),
+        ("feedback.missing IS NULL", true),
+        ("expectation.helpful IS NOT NULL", false),
+        (
+            "feedback.`helpful` = 'false' AND expectation.expected = 'answer'",
+            true,
+        ),
+    ] {
+        let request = json!({
+            "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "2"}}],
+            "filter": filter,
+        });
+        let reply = server
+            .json("POST", "/api/3.0/mlflow/traces/search", &request)
+            .await;
+        assert_eq!(reply.status, 200, "{filter}: {:?}", reply.body);
+        let found: Vec<Value> = reply.json()["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|info| info["trace_id"].clone())
+            .collect();
+        let expected = if matches {
+            vec![json!(TRACE_ID)]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(found, expected, "{filter}");
+    }
+
     assert_eq!(server.json("DELETE", &one, &json!({})).await.status, 200);
     assert_eq!(
         server.get(&one).await.json()["error_code"],
