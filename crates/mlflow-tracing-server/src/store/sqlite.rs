@@ -557,42 +557,6 @@ fn order_sql(order: &[OrderBy]) -> String {
     parts.join(", ")
 }
 
-/// Adds the tags the server owns: where the artifacts live and, once spans are stored, that they are in the
-/// database. They are derived here rather than stored with every trace.
-fn with_location_tags(
-    connection: &Connection,
-    trace_id: &str,
-    experiment_id: i64,
-    mut tags: BTreeMap<String, String>,
-) -> StoreResult<BTreeMap<String, String>> {
-    tags.insert(
-        keys::TAG_ARTIFACT_LOCATION.to_owned(),
-        artifact_location(&experiment_id.to_string(), trace_id),
-    );
-    if has_spans(connection, trace_id)? {
-        tags.insert(
-            keys::TAG_SPANS_LOCATION.to_owned(),
-            "TRACKING_STORE".to_owned(),
-        );
-    }
-    Ok(tags)
-}
-
-fn read_assessments(connection: &Connection, trace_id: &str) -> StoreResult<Vec<Assessment>> {
-    let mut statement = connection
-        .prepare_cached("SELECT content FROM assessments WHERE trace_id = ?1 ORDER BY create_time, assessment_id")
-        .map_err(sql_error)?;
-    let rows = statement
-        .query_map([trace_id], |row| row.get::<_, String>(0))
-        .map_err(sql_error)?;
-    rows.map(|row| {
-        let text = row.map_err(sql_error)?;
-        serde_json::from_str(&text)
-            .map_err(|error| StoreError::internal(format!("stored assessment unreadable: {error}")))
-    })
-    .collect()
-}
-
 fn read_assessment(
     connection: &Connection,
     trace_id: &str,
@@ -719,57 +683,12 @@ fn read_experiment(
 }
 
 fn read_trace_info(connection: &Connection, trace_id: &str) -> StoreResult<Option<TraceInfo>> {
-    let row = connection
-        .prepare_cached(
-            "SELECT experiment_id, client_request_id, request_time, execution_duration, state, \
-             request_preview, response_preview FROM traces WHERE trace_id = ?1",
-        )
-        .map_err(sql_error)?
-        .query_row([trace_id], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-            ))
-        })
-        .optional()
-        .map_err(sql_error)?;
-    let Some((experiment_id, client_request_id, request_time, duration, state, request, response)) =
-        row
-    else {
-        return Ok(None);
-    };
-    let read_map = |table: &str| -> StoreResult<BTreeMap<String, String>> {
-        let mut statement = connection
-            .prepare_cached(&format!(
-                "SELECT key, value FROM {table} WHERE trace_id = ?1"
-            ))
-            .map_err(sql_error)?;
-        let rows = statement
-            .query_map([trace_id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(sql_error)?;
-        rows.collect::<Result<_, _>>().map_err(sql_error)
-    };
-    Ok(Some(TraceInfo {
-        trace_id: trace_id.to_owned(),
-        client_request_id,
-        trace_location: TraceLocation::experiment(experiment_id.to_string()),
-        request_time_ms: request_time,
-        execution_duration_ms: duration,
-        state: TraceState::parse(&state).unwrap_or_default(),
-        request_preview: request,
-        response_preview: response,
-        trace_metadata: read_map("trace_metadata")?,
-        tags: with_location_tags(connection, trace_id, experiment_id, read_map("trace_tags")?)?,
-        assessments: read_assessments(connection, trace_id)?,
-    }))
+    Ok(read_trace_infos(connection, &[trace_id.to_owned()])?.pop())
 }
 
 /// The records of `trace_ids` in that order (missing ones left out), in five queries whatever their number.
+/// The tags the server owns (where the artifacts live and, once spans are stored, that they are in the
+/// database) are derived here rather than stored with every trace.
 fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResult<Vec<TraceInfo>> {
     if trace_ids.is_empty() {
         return Ok(Vec::new());
@@ -777,7 +696,7 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     let ids = rusqlite::params_from_iter(trace_ids.iter());
     let placeholders = vec!["?"; trace_ids.len()].join(", ");
     let mut records: std::collections::HashMap<String, (i64, TraceInfo)> = connection
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT trace_id, experiment_id, client_request_id, request_time, execution_duration, state, \
              request_preview, response_preview FROM traces WHERE trace_id IN ({placeholders})"
         ))
@@ -806,7 +725,7 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
         .map_err(sql_error)?;
     for table in ["trace_tags", "trace_metadata"] {
         let mut statement = connection
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT trace_id, key, value FROM {table} WHERE trace_id IN ({placeholders})"
             ))
             .map_err(sql_error)?;
@@ -827,7 +746,7 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
         }
     }
     let with_spans: std::collections::HashSet<String> = connection
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT DISTINCT trace_id FROM spans WHERE trace_id IN ({placeholders})"
         ))
         .map_err(sql_error)?
@@ -836,7 +755,7 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
     let mut statement = connection
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT trace_id, content FROM assessments WHERE trace_id IN ({placeholders}) \
              ORDER BY create_time, assessment_id"
         ))
@@ -907,16 +826,6 @@ fn put_entry(
         .execute(params![trace_id, key, value])
         .map_err(sql_error)?;
     Ok(())
-}
-
-fn has_spans(connection: &Connection, trace_id: &str) -> StoreResult<bool> {
-    connection
-        .prepare_cached("SELECT 1 FROM spans WHERE trace_id = ?1 LIMIT 1")
-        .map_err(sql_error)?
-        .query_row([trace_id], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(sql_error)
 }
 
 /// Stores a client's record. `v3` adds the `infoFinalized` marker MLflow's v3 API adds.
