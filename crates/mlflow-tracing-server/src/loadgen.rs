@@ -179,24 +179,36 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    pub(crate) fn bytes16(&mut self) -> [u8; 16] {
+        let mut bytes = [0_u8; 16];
+        bytes[..8].copy_from_slice(&self.next().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next().to_be_bytes());
+        bytes
+    }
+
+    pub(crate) fn trace_id(&mut self) -> TraceId {
+        TraceId(self.bytes16())
+    }
+
+    pub(crate) fn span_id(&mut self) -> SpanId {
+        SpanId(self.next().to_be_bytes())
+    }
 }
 
 /// One trace of `spans` spans: a root and children, as an agent makes them.
 fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
-    let mut trace_bytes = [0_u8; 16];
-    trace_bytes[..8].copy_from_slice(&random.next().to_be_bytes());
-    trace_bytes[8..].copy_from_slice(&random.next().to_be_bytes());
-    let trace_id = TraceId(trace_bytes);
+    let trace_id = random.trace_id();
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    let root_id = SpanId(random.next().to_be_bytes());
+    let root_id = random.span_id();
     (0..spans)
         .map(|index| {
             let span_id = if index == 0 {
                 root_id
             } else {
-                SpanId(random.next().to_be_bytes())
+                random.span_id()
             };
             let mut attributes = mlflow_tracing_core::Attributes::new();
             attributes.insert(
@@ -277,9 +289,7 @@ impl RequestTemplate {
     /// The template with new ids: new traces, same shape.
     pub(crate) fn fresh(&mut self, random: &mut Random) -> &[u8] {
         for (length, offsets) in &self.ids {
-            let mut id = [0_u8; 16];
-            id[..8].copy_from_slice(&random.next().to_be_bytes());
-            id[8..].copy_from_slice(&random.next().to_be_bytes());
+            let id = random.bytes16();
             for offset in offsets {
                 self.body[*offset..*offset + length].copy_from_slice(&id[..*length]);
             }

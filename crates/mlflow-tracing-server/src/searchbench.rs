@@ -1,5 +1,5 @@
 //! `mlflow-tracing searchbench`: read latency at scale. Starts a server on a fresh SQLite file, fills it over
-//! OTLP with many small traces (tagged `env`, a tenth failed, a thousandth tagged `canary`) and one large trace,
+//! OTLP with many small traces (tagged `env`, a tenth failed, one in 500 tagged `canary`) and one large trace,
 //! then times, over HTTP, what a UI or a script does most: a search's first page of 100 by tag and status, a
 //! `batchGet` of those 100 with their spans, and a `traces/get` of the large trace.
 
@@ -44,7 +44,7 @@ fn new_span(random: &mut Random, trace_id: TraceId, parent: Option<SpanId>, name
     );
     Span {
         trace_id,
-        span_id: SpanId(random.next().to_be_bytes()),
+        span_id: random.span_id(),
         parent_id: parent,
         name,
         start_time_unix_nano: start,
@@ -56,21 +56,14 @@ fn new_span(random: &mut Random, trace_id: TraceId, parent: Option<SpanId>, name
     }
 }
 
-fn trace_id(random: &mut Random) -> TraceId {
-    let mut bytes = [0_u8; 16];
-    bytes[..8].copy_from_slice(&random.next().to_be_bytes());
-    bytes[8..].copy_from_slice(&random.next().to_be_bytes());
-    TraceId(bytes)
-}
-
 /// Root spans of `TRACES_PER_REQUEST` one-span traces: `env` cycles through ten values, every tenth failed,
-/// one in a thousand (per request: the first) is a canary.
+/// the first of each request (one in 500, 0.2 %) is a canary.
 fn seed_template(random: &mut Random) -> RequestTemplate {
     let spans: Vec<Span> = (0..TRACES_PER_REQUEST)
         .map(|index| {
-            let id = trace_id(random);
+            let id = random.trace_id();
             let mut span = new_span(random, id, None, format!("agent_{}", index % 7));
-            let env = if index % 1000 == 0 {
+            let env = if index == 0 {
                 "canary".to_owned()
             } else {
                 format!("env-{}", index % 10)
@@ -140,7 +133,7 @@ fn seed(base: &str, traces: usize) -> anyhow::Result<Duration> {
 
 /// One trace of `spans` spans: a root, ten steps, the rest spread under the steps.
 fn large_trace(random: &mut Random, spans: usize) -> (String, Vec<u8>) {
-    let id = trace_id(random);
+    let id = random.trace_id();
     let root = new_span(random, id, None, "large_agent".into());
     let steps: Vec<Span> = (0..10.min(spans.saturating_sub(1)))
         .map(|step| new_span(random, id, Some(root.span_id), format!("step_{step}")))
@@ -249,7 +242,7 @@ pub fn run(options: &SearchBenchOptions) -> anyhow::Result<()> {
     let (server, base, database) = spawn_own_server("search")?;
 
     println!(
-        "search bench: {} one-span traces (tag env, 10% failed, 0.1% canary) and one {}-span trace, over OTLP",
+        "search bench: {} one-span traces (tag env, 10% failed, 0.2% canary) and one {}-span trace, over OTLP",
         options.traces, options.large_trace_spans
     );
     let seeded = seed(&base, options.traces)?;
@@ -279,7 +272,7 @@ pub fn run(options: &SearchBenchOptions) -> anyhow::Result<()> {
         search(&agent, &base, rare).map(drop)
     })?
     .print(
-        "search, first 100 by a tag on 0.1% of traces + status",
+        "search, first 100 by a tag on 0.2% of traces + status",
         10.0,
     );
 

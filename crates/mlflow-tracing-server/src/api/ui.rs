@@ -102,9 +102,8 @@ async fn span_outline<S: Store>(
     state: State<S>,
     Path(trace_id): Path<String>,
 ) -> ApiResult<Json<Outline>> {
-    let info = state.store.get_trace_info(trace_id).await?;
-    let spans = state.store.get_span_outline(info.trace_id.clone()).await?;
-    Ok(Json(Outline::new(info.trace_id, spans)))
+    let (trace_id, spans) = state.store.get_span_outline(trace_id).await?;
+    Ok(Json(Outline::new(trace_id, spans)))
 }
 
 async fn span<S: Store>(
@@ -121,16 +120,6 @@ async fn span<S: Store>(
 }
 
 async fn experiment_trace_stats<S: Store>(state: State<S>) -> ApiResult<Json<Value>> {
-    let stats = state.store.experiment_trace_stats().await?;
-    let experiments: Vec<Value> = stats
-        .into_iter()
-        .map(|entry| {
-            json!({
-                "experiment_id": entry.experiment_id,
-                "trace_count": entry.trace_count,
-                "last_trace_time_ms": entry.last_trace_time_ms,
-            })
-        })
-        .collect();
+    let experiments = state.store.experiment_trace_stats().await?;
     Ok(Json(json!({ "experiments": experiments })))
 }

@@ -96,7 +96,7 @@ pub struct SpanOutline {
 }
 
 /// How many traces an experiment holds and when the latest one started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExperimentTraceStats {
     pub experiment_id: String,
     pub trace_count: u64,
@@ -228,11 +228,12 @@ pub trait Store: Send + Sync + 'static {
         trace_id: String,
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
-    /// The outline of every span of a trace, in start order; a missing trace is `NotFound`.
+    /// The stored id of a trace given in any spelling, and the outline of every span of it in start order;
+    /// a missing trace is `NotFound`.
     fn get_span_outline(
         &self,
         trace_id: String,
-    ) -> impl Future<Output = StoreResult<Vec<SpanOutline>>> + Send;
+    ) -> impl Future<Output = StoreResult<(String, Vec<SpanOutline>)>> + Send;
 
     /// One span as REST v3 JSON text; `span_id` is 16 hex digits.
     fn get_span_text(

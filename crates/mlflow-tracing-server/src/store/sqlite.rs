@@ -501,13 +501,10 @@ fn has_rare_value(
 ) -> StoreResult<bool> {
     let mut traces: Option<i64> = None;
     for condition in conditions {
-        let table = match (&condition.field, condition.comparator) {
-            (Field::Tag(_), Comparator::Eq) => "trace_tags",
-            (Field::Metadata(_), Comparator::Eq) => "trace_metadata",
+        let (table, key) = match (&condition.field, condition.comparator) {
+            (Field::Tag(key), Comparator::Eq) => ("trace_tags", key),
+            (Field::Metadata(key), Comparator::Eq) => ("trace_metadata", key),
             _ => continue,
-        };
-        let (Field::Tag(key) | Field::Metadata(key)) = &condition.field else {
-            continue;
         };
         let matching: i64 = connection
             .prepare_cached(&format!(
@@ -1239,7 +1236,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_span_outline(&self, trace_id: String) -> StoreResult<Vec<SpanOutline>> {
+    async fn get_span_outline(&self, trace_id: String) -> StoreResult<(String, Vec<SpanOutline>)> {
         self.read(move |connection| {
             let stored = require_trace(connection, &trace_id)?;
             let mut statement = connection
@@ -1261,7 +1258,8 @@ impl Store for SqliteStore {
                     })
                 })
                 .map_err(sql_error)?;
-            rows.collect::<Result<_, _>>().map_err(sql_error)
+            let spans = rows.collect::<Result<_, _>>().map_err(sql_error)?;
+            Ok((stored, spans))
         })
         .await
     }
@@ -1490,8 +1488,6 @@ impl Store for SqliteStore {
             .iter()
             .map(|id| parse_experiment_id(id))
             .collect::<Result<_, _>>()?;
-        // Fails early on conditions the store cannot run.
-        compile_conditions(&query.conditions, false)?;
         self.read(move |connection| {
             // A rare tag or metadata value finds its few traces by the value index and sorts them; otherwise
             // the experiment's traces are read in the requested order until the page is full.
