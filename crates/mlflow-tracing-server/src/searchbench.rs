@@ -26,6 +26,17 @@ const TRACES_PER_REQUEST: usize = 500;
 const SEED_CLIENTS: usize = 4;
 
 fn new_span(random: &mut Random, trace_id: TraceId, parent: Option<SpanId>, name: String) -> Span {
+    let question = format!("what does {name} do?");
+    span_asking(random, trace_id, parent, name, &question)
+}
+
+fn span_asking(
+    random: &mut Random,
+    trace_id: TraceId,
+    parent: Option<SpanId>,
+    name: String,
+    question: &str,
+) -> Span {
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
@@ -36,7 +47,7 @@ fn new_span(random: &mut Random, trace_id: TraceId, parent: Option<SpanId>, name
     );
     attributes.insert(
         keys::SPAN_INPUTS.into(),
-        JsonText::from_raw(format!(r#"{{"question":"what does {name} do?"}}"#)),
+        JsonText::from_value(&serde_json::json!({ "question": question })),
     );
     attributes.insert(
         keys::SPAN_OUTPUTS.into(),
@@ -57,16 +68,21 @@ fn new_span(random: &mut Random, trace_id: TraceId, parent: Option<SpanId>, name
 }
 
 /// Root spans of `TRACES_PER_REQUEST` one-span traces: `env` cycles through ten values, every tenth failed,
-/// the first of each request (one in 500, 0.2 %) is a canary.
+/// the first of each request (one in 500, 0.2 %) is a canary and the only one asking about a refund.
 fn seed_template(random: &mut Random) -> RequestTemplate {
     let spans: Vec<Span> = (0..TRACES_PER_REQUEST)
         .map(|index| {
             let id = random.trace_id();
-            let mut span = new_span(random, id, None, format!("agent_{}", index % 7));
-            let env = if index == 0 {
-                "canary".to_owned()
+            let name = format!("agent_{}", index % 7);
+            let (mut span, env) = if index == 0 {
+                let question = "how do I get a refund for my order?";
+                let span = span_asking(random, id, None, name, question);
+                (span, "canary".to_owned())
             } else {
-                format!("env-{}", index % 10)
+                (
+                    new_span(random, id, None, name),
+                    format!("env-{}", index % 10),
+                )
             };
             span.attributes.insert(
                 format!("{}env", keys::TRACE_TAG_PREFIX),
@@ -149,6 +165,34 @@ fn large_trace(random: &mut Random, spans: usize) -> (String, Vec<u8>) {
         &mlflow_tracing_core::EventAttributes::new(),
     );
     (id.to_mlflow(), prost::Message::encode_to_vec(&body))
+}
+
+/// Waits until the server's writer has put every stored span into the text index (it does so between
+/// writes), reading its progress from the database file; returns how long that took.
+fn wait_for_text_index(database: &std::path::Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let connection = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    loop {
+        let (indexed, newest): (i64, i64) = connection.query_row(
+            "SELECT (SELECT indexed_through FROM span_text_progress), \
+             (SELECT COALESCE(MAX(rowid), 0) FROM spans)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        if indexed >= newest {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!(
+                "the text index is still {} spans behind after an hour",
+                newest - indexed
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Latency percentiles of `repetitions` runs of `work`.
@@ -256,6 +300,13 @@ pub fn run(options: &SearchBenchOptions) -> anyhow::Result<()> {
     let mut random = Random(0x853c_49e6_748f_ea9b);
     let (large_id, large_body) = large_trace(&mut random, options.large_trace_spans);
     post_otlp(&agent, &base, &large_body)?;
+    // Timed only once the writer has indexed everything, so no indexing runs beside the searches.
+    let caught_up = wait_for_text_index(&database)?;
+    println!(
+        "text index complete {:.1} s after seeding ended ({} spans)",
+        caught_up.as_secs_f64(),
+        options.traces + options.large_trace_spans
+    );
 
     let common = "tags.env = 'env-3' AND attributes.status = 'OK'";
     let rare = "tags.env = 'canary' AND attributes.status = 'OK'";
@@ -275,6 +326,22 @@ pub fn run(options: &SearchBenchOptions) -> anyhow::Result<()> {
         "search, first 100 by a tag on 0.2% of traces + status",
         10.0,
     );
+
+    // Full text over span content: a word in 0.2 % of the traces, then one in all of them.
+    let rare_text = "trace.text LIKE '%refund%'";
+    let found = search(&agent, &base, rare_text)?;
+    if found.len() != 100.min(options.traces.div_ceil(TRACES_PER_REQUEST)) {
+        bail!("the text search found {} traces", found.len());
+    }
+    time(options.repetitions, || {
+        search(&agent, &base, rare_text).map(drop)
+    })?
+    .print("search, first 100 by a word in 0.2% of traces", 10.0);
+    let common_text = "trace.text ILIKE '%Answers QUESTIONS%'";
+    time(options.repetitions, || {
+        search(&agent, &base, common_text).map(drop)
+    })?
+    .print("search, first 100 by a phrase in every trace (ILIKE)", 10.0);
 
     let batch_url = format!(
         "{base}/api/3.0/mlflow/traces/batchGet?{}",

@@ -222,6 +222,13 @@ pub trait Store: Send + Sync + 'static {
         trace_id: String,
     ) -> impl Future<Output = StoreResult<TraceInfo>> + Send;
 
+    /// Traces given in any spelling, in the order given, each with its record and its spans as REST v3 JSON
+    /// texts in start order; a missing one is `NotFound`.
+    fn get_traces(
+        &self,
+        trace_ids: Vec<String>,
+    ) -> impl Future<Output = StoreResult<Vec<(TraceInfo, Vec<String>)>>> + Send;
+
     /// The spans of a trace as REST v3 JSON texts, in start order.
     fn get_span_texts(
         &self,

@@ -8,12 +8,15 @@
 //! ```
 //!
 //! One writer keeps SQLite's single-writer rule explicit and batches concurrent writes into one transaction
-//! and one fsync; a write is acknowledged only once its transaction committed.
+//! and one fsync; a write is acknowledged only once its transaction committed. Between writes it fills the
+//! trigram index of span content, oldest spans first and within a budget (`IndexingBudget`), so
+//! indexing never sits between a write and its acknowledgement.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mlflow_tracing_core::codec::rest_span::span_to_rest_json;
 use mlflow_tracing_core::{
@@ -44,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/sqlite/0004_tag_value_indexes.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_span_text_index.sql"),
     ),
 ];
 /// Writes committed together at most.
@@ -222,7 +229,35 @@ impl SqliteStore {
 }
 
 fn run_writer(connection: Connection, jobs: Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
+    // Whether spans may be waiting for the text index, which is filled only while no write waits.
+    let mut text_backlog = true;
+    let mut budget = IndexingBudget::new(Instant::now());
+    loop {
+        let first = if text_backlog {
+            match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Empty) => match budget.wait_before_indexing(Instant::now())
+                {
+                    None => {
+                        let started = Instant::now();
+                        text_backlog = index_span_text(&connection);
+                        budget.spend(started.elapsed());
+                        continue;
+                    }
+                    Some(wait) => match jobs.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    },
+                },
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -241,7 +276,126 @@ fn run_writer(connection: Connection, jobs: Receiver<WriteJob>) {
         for completion in completions {
             completion(committed.clone());
         }
+        budget.wrote(Instant::now());
+        text_backlog = true;
     }
+}
+
+/// How much of the writer's time text indexing may take while writes keep coming: a token bucket filled at
+/// [`INDEXING_SHARE`] of the time that passes, so a steady ingest loses at most that share of the writer to
+/// the index. Once no write has come for [`INDEXING_IDLE`], indexing runs freely.
+struct IndexingBudget {
+    /// Seconds of indexing allowed now; negative after a round that overran.
+    seconds: f64,
+    refilled: Instant,
+    last_write: Instant,
+}
+
+const INDEXING_SHARE: f64 = 0.1;
+const INDEXING_IDLE: Duration = Duration::from_millis(200);
+const INDEXING_BURST_SECONDS: f64 = 0.05;
+
+impl IndexingBudget {
+    fn new(now: Instant) -> Self {
+        IndexingBudget {
+            seconds: INDEXING_BURST_SECONDS,
+            refilled: now,
+            last_write: now,
+        }
+    }
+
+    /// None when a round of indexing may run now, else how long to wait for a write before asking again.
+    fn wait_before_indexing(&mut self, now: Instant) -> Option<Duration> {
+        self.seconds = (self.seconds
+            + now.duration_since(self.refilled).as_secs_f64() * INDEXING_SHARE)
+            .min(INDEXING_BURST_SECONDS);
+        self.refilled = now;
+        let quiet = now.duration_since(self.last_write);
+        if self.seconds > 0.0 || quiet >= INDEXING_IDLE {
+            return None;
+        }
+        let refilled_in = Duration::from_secs_f64(-self.seconds / INDEXING_SHARE);
+        Some(refilled_in.min(INDEXING_IDLE - quiet))
+    }
+
+    fn spend(&mut self, spent: Duration) {
+        self.seconds -= spent.as_secs_f64();
+    }
+
+    fn wrote(&mut self, now: Instant) {
+        self.last_write = now;
+    }
+}
+
+/// Spans added to the text index per statement.
+const TEXT_INDEX_STEP: i64 = 32;
+/// Longest a round of text indexing holds the writer, so a write that arrives meanwhile waits little.
+const TEXT_INDEX_ROUND: Duration = Duration::from_millis(3);
+
+/// Adds the oldest spans not yet in the text index, for about [`TEXT_INDEX_ROUND`], in one transaction.
+/// Returns whether spans remain. A failure is logged and ends the backlog until the next write.
+fn index_span_text(connection: &Connection) -> bool {
+    let round = || -> StoreResult<bool> {
+        let started = Instant::now();
+        let newest: i64 = connection
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM spans", [], |row| {
+                row.get(0)
+            })
+            .map_err(sql_error)?;
+        let mut through: i64 = connection
+            .query_row(
+                "SELECT indexed_through FROM span_text_progress",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql_error)?;
+        if through >= newest {
+            return Ok(false);
+        }
+        // The index needs no fsync of its own: a round lost to a crash is redone from the mark, which it
+        // commits atomically, and the next acknowledged write's fsync covers it anyway.
+        connection
+            .execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
+            .map_err(sql_error)?;
+        let filled = (|| -> StoreResult<()> {
+            while through < newest && started.elapsed() < TEXT_INDEX_ROUND {
+                let last: i64 = connection
+                    .prepare_cached(
+                        "SELECT COALESCE(MAX(rowid), ?1) FROM \
+                         (SELECT rowid FROM spans WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                    )
+                    .map_err(sql_error)?
+                    .query_row(params![through, TEXT_INDEX_STEP], |row| row.get(0))
+                    .map_err(sql_error)?;
+                connection
+                    .prepare_cached(
+                        "INSERT INTO span_text (rowid, content) \
+                         SELECT rowid, content FROM spans WHERE rowid > ?1 AND rowid <= ?2",
+                    )
+                    .map_err(sql_error)?
+                    .execute(params![through, last])
+                    .map_err(sql_error)?;
+                through = if last > through { last } else { newest };
+            }
+            connection
+                .prepare_cached("UPDATE span_text_progress SET indexed_through = ?1")
+                .map_err(sql_error)?
+                .execute([through])
+                .map_err(sql_error)?;
+            connection.execute_batch("COMMIT").map_err(sql_error)
+        })();
+        if filled.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        connection
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(sql_error)?;
+        filled.map(|()| through < newest)
+    };
+    round().unwrap_or_else(|error| {
+        log::warn!(error:% = error; "text indexing of spans stopped until the next write");
+        false
+    })
 }
 
 /// Runs one job in a savepoint, so a failing job leaves the others of its group intact.
@@ -362,15 +516,16 @@ fn predicate(
 
 /// ` AND …` clauses for the conditions, with their parameters in order. Keys and values are parameters;
 /// only fixed SQL text is spliced.
-/// With `by_value`, equality on a tag or metadata value is a set of trace ids read through the value index
-/// (for a rare value); otherwise it is checked trace by trace, so a scan stops as soon as the page is full.
+/// The `driver` condition (see [`driving_condition`]) becomes the set of trace ids it matches, read through
+/// an index; every other condition is checked trace by trace, so a scan stops as soon as the page is full.
 fn compile_conditions(
     conditions: &[Condition],
-    by_value: bool,
+    driver: Option<usize>,
 ) -> StoreResult<(String, Vec<SqlValue>)> {
     let mut sql = String::new();
     let mut parameters = Vec::new();
-    for condition in conditions {
+    for (index, condition) in conditions.iter().enumerate() {
+        let drives = driver == Some(index);
         let clause = match &condition.field {
             field @ (Field::TraceId
             | Field::Timestamp
@@ -393,7 +548,7 @@ fn compile_conditions(
                 parameters.push(SqlValue::Text(key.clone()));
                 match condition.comparator {
                     // By value through the (key, value) index, so a rare value can drive the search.
-                    Comparator::Eq | Comparator::In if by_value => format!(
+                    Comparator::Eq if drives => format!(
                         "t.trace_id IN (SELECT x.trace_id FROM {table} x WHERE x.key = ? AND {})",
                         predicate("x.value", condition, &mut parameters)?
                     ),
@@ -476,10 +631,24 @@ fn compile_conditions(
                         "trace.text and span.content take LIKE or ILIKE",
                     ));
                 }
-                format!(
-                    "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
-                    predicate("s.content", condition, &mut parameters)?
-                )
+                match text_index_query(&condition.values[0]) {
+                    // The index names candidate spans, whose content is checked as written; spans it has
+                    // not reached yet are read directly.
+                    Some(query) if drives => {
+                        parameters.push(SqlValue::Text(query));
+                        let indexed = predicate("s.content", condition, &mut parameters)?;
+                        let tail = predicate("s.content", condition, &mut parameters)?;
+                        format!(
+                            "t.trace_id IN (SELECT s.trace_id FROM span_text JOIN spans s ON s.rowid = span_text.rowid \
+                             WHERE span_text MATCH ? AND {indexed} UNION ALL SELECT s.trace_id FROM spans s \
+                             WHERE s.rowid > (SELECT indexed_through FROM span_text_progress) AND {tail})"
+                        )
+                    }
+                    _ => format!(
+                        "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+                        predicate("s.content", condition, &mut parameters)?
+                    ),
+                }
             }
         };
         sql.push_str(" AND ");
@@ -491,48 +660,119 @@ fn compile_conditions(
 /// Most value rows counted when weighing the two plans of a search.
 const VALUE_ROWS_COUNTED: i64 = 20_000;
 
-/// Whether an equality condition on a tag or metadata value is rare enough that reading its traces by id and
-/// sorting them beats scanning the traces in order until `wanted` match. Reading one trace by id and sorting
-/// it costs about twice a scanned row, and a scan reads about `wanted * traces / matching` rows.
-fn has_rare_value(
+/// The condition that should drive a search, if one is rare enough: reading the traces it matches by id and
+/// sorting them beats scanning the experiment's traces in order until `wanted` match. A scan reads about
+/// `wanted * traces / matching` traces, checking each; driving reads `matching` rows by index and sorts them.
+/// Candidates are equality on a tag or metadata value (a scanned trace costs about half a driven row) and a
+/// text pattern with a run of three characters or more (a scanned trace reads its spans' content, about as
+/// much as a driven span costs). The rarest candidate wins.
+fn driving_condition(
     connection: &Connection,
+    experiments: &[i64],
     conditions: &[Condition],
     wanted: usize,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<usize>> {
     let mut traces: Option<i64> = None;
-    for condition in conditions {
-        let (table, key) = match (&condition.field, condition.comparator) {
-            (Field::Tag(key), Comparator::Eq) => ("trace_tags", key),
-            (Field::Metadata(key), Comparator::Eq) => ("trace_metadata", key),
+    let mut best: Option<(usize, i64)> = None;
+    for (index, condition) in conditions.iter().enumerate() {
+        let (matching, scan_cost) = match (&condition.field, condition.comparator) {
+            (Field::Tag(key) | Field::Metadata(key), Comparator::Eq) => {
+                let table = if matches!(condition.field, Field::Tag(_)) {
+                    "trace_tags"
+                } else {
+                    "trace_metadata"
+                };
+                let matching: i64 = connection
+                    .prepare_cached(&format!(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE key = ?1 AND value = ?2 \
+                         LIMIT {VALUE_ROWS_COUNTED})"
+                    ))
+                    .map_err(sql_error)?
+                    .query_row(
+                        params![key, bind(&condition.values[0], &condition.field)],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error)?;
+                (matching, 1)
+            }
+            (Field::Text | Field::SpanContent, Comparator::Like | Comparator::ILike) => {
+                if text_index_query(&condition.values[0]).is_none() {
+                    continue;
+                }
+                // Estimated from the newest traces, which a scan would read first, looking at a few spans of
+                // each so that one large trace does not make the estimate cost more than the search.
+                let mut parameters = Vec::new();
+                let matches = predicate("s.content", condition, &mut parameters)?;
+                parameters.extend(experiments.iter().map(|id| SqlValue::Integer(*id)));
+                let placeholders = vec!["?"; experiments.len()].join(", ");
+                let (sampled, hits): (i64, i64) = connection
+                    .prepare_cached(&format!(
+                        "SELECT COUNT(*), COALESCE(SUM(EXISTS (SELECT 1 FROM (SELECT content FROM spans \
+                         WHERE trace_id = t.trace_id LIMIT {TEXT_SAMPLE_SPANS}) s WHERE {matches})), 0) \
+                         FROM (SELECT trace_id FROM traces WHERE experiment_id IN ({placeholders}) \
+                         ORDER BY request_time DESC LIMIT {TEXT_SAMPLE}) t"
+                    ))
+                    .map_err(sql_error)?
+                    .query_row(rusqlite::params_from_iter(parameters.iter()), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .map_err(sql_error)?;
+                let traces = stored_traces(connection, &mut traces)?;
+                (hits * traces / sampled.max(1), 2)
+            }
             _ => continue,
         };
-        let matching: i64 = connection
-            .prepare_cached(&format!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE key = ?1 AND value = ?2 LIMIT {VALUE_ROWS_COUNTED})"
-            ))
-            .map_err(sql_error)?
-            .query_row(
-                params![key, bind(&condition.values[0], &condition.field)],
-                |row| row.get(0),
-            )
-            .map_err(sql_error)?;
-        // The largest rowid: the number of traces ever stored, read from the end of the table.
-        let traces = match traces {
-            Some(traces) => traces,
-            None => *traces.insert(
-                connection
-                    .query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |row| {
-                        row.get(0)
-                    })
-                    .map_err(sql_error)?,
-            ),
-        };
-        let wanted = wanted as i64;
-        if matching < VALUE_ROWS_COUNTED && 2 * matching * matching < wanted * traces {
-            return Ok(true);
+        let traces = stored_traces(connection, &mut traces)?;
+        let rare = matching < VALUE_ROWS_COUNTED
+            && 2 * matching * matching < scan_cost * wanted as i64 * traces;
+        if rare && best.is_none_or(|(_, fewest)| matching < fewest) {
+            best = Some((index, matching));
         }
     }
-    Ok(false)
+    Ok(best.map(|(index, _)| index))
+}
+
+/// The largest trace rowid, the number of traces ever stored (read from the end of the table), once.
+fn stored_traces(connection: &Connection, known: &mut Option<i64>) -> StoreResult<i64> {
+    if let Some(traces) = *known {
+        return Ok(traces);
+    }
+    let traces = connection
+        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |row| {
+            row.get(0)
+        })
+        .map_err(sql_error)?;
+    Ok(*known.insert(traces))
+}
+
+/// Newest traces read to estimate how common a text pattern is, and spans read of each.
+const TEXT_SAMPLE: i64 = 64;
+const TEXT_SAMPLE_SPANS: i64 = 16;
+
+/// Most trigrams of a pattern the index is asked for; more would narrow little and cost a doclist each.
+const MOST_TRIGRAMS: usize = 16;
+
+/// The text index query that finds candidate spans for a LIKE pattern: the trigrams of every run of three or
+/// more characters between wildcards, all of which a matching span holds. None when no run is long enough,
+/// so the index cannot narrow the search.
+fn text_index_query(pattern: &Literal) -> Option<String> {
+    let Literal::Text(pattern) = pattern else {
+        return None;
+    };
+    let mut trigrams: Vec<String> = Vec::new();
+    for run in pattern.split(['%', '_']) {
+        let characters: Vec<char> = run.chars().collect();
+        for window in characters.windows(3) {
+            let trigram = format!(
+                "\"{}\"",
+                window.iter().collect::<String>().replace('"', "\"\"")
+            );
+            if !trigrams.contains(&trigram) && trigrams.len() < MOST_TRIGRAMS {
+                trigrams.push(trigram);
+            }
+        }
+    }
+    (!trigrams.is_empty()).then(|| trigrams.join(" "))
 }
 
 /// The `ORDER BY` list, ending with the trace id so pages are stable.
@@ -1218,6 +1458,78 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_traces(
+        &self,
+        trace_ids: Vec<String>,
+    ) -> StoreResult<Vec<(TraceInfo, Vec<String>)>> {
+        self.read(move |connection| {
+            // Each id under both names it may be stored as: as given (v2 request ids) and as `tr-<hex>`.
+            let spellings: Vec<(&String, String)> = trace_ids
+                .iter()
+                .map(|given| (given, normalize_trace_id(given)))
+                .collect();
+            let mut candidates: Vec<String> = spellings
+                .iter()
+                .flat_map(|(given, normalized)| [(*given).clone(), normalized.clone()])
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            let mut infos: std::collections::HashMap<String, TraceInfo> =
+                read_trace_infos(connection, &candidates)?
+                    .into_iter()
+                    .map(|info| (info.trace_id.clone(), info))
+                    .collect();
+            let stored: Vec<String> = spellings
+                .iter()
+                .map(|(given, normalized)| {
+                    if infos.contains_key(*given) {
+                        Ok((*given).clone())
+                    } else if infos.contains_key(normalized) {
+                        Ok(normalized.clone())
+                    } else {
+                        Err(StoreError::not_found(format!(
+                            "Trace with ID {given} not found."
+                        )))
+                    }
+                })
+                .collect::<StoreResult<_>>()?;
+            let placeholders = vec!["?"; infos.len()].join(", ");
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT trace_id, content FROM spans WHERE trace_id IN ({placeholders}) \
+                     ORDER BY trace_id, start_time, span_id"
+                ))
+                .map_err(sql_error)?;
+            let mut spans: std::collections::HashMap<String, Vec<String>> =
+                std::collections::HashMap::with_capacity(infos.len());
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(infos.keys()))
+                .map_err(sql_error)?;
+            while let Some(row) = rows.next().map_err(sql_error)? {
+                let trace_id: String = row.get(0).map_err(sql_error)?;
+                spans
+                    .entry(trace_id)
+                    .or_default()
+                    .push(row.get(1).map_err(sql_error)?);
+            }
+            // Moved out for the first mention of a trace, copied for a repeat.
+            let mut traces = Vec::with_capacity(stored.len());
+            for trace_id in &stored {
+                let trace = match infos.remove(trace_id) {
+                    Some(info) => (info, spans.remove(trace_id).unwrap_or_default()),
+                    None => traces
+                        .iter()
+                        .find(|(info, _): &&(TraceInfo, Vec<String>)| &info.trace_id == trace_id)
+                        .cloned()
+                        .ok_or_else(|| StoreError::internal("a repeated trace went missing"))?,
+                };
+                traces.push(trace);
+            }
+            Ok(traces)
+        })
+        .await
+    }
+
     async fn get_span_texts(&self, trace_id: String) -> StoreResult<Vec<String>> {
         self.read(move |connection| {
             let Some(stored) = resolve_trace_id(connection, &trace_id)? else {
@@ -1492,9 +1804,9 @@ impl Store for SqliteStore {
             // A rare tag or metadata value finds its few traces by the value index and sorts them; otherwise
             // the experiment's traces are read in the requested order until the page is full.
             let wanted = query.offset + query.max_results + 1;
-            let rare = has_rare_value(connection, &query.conditions, wanted)?;
-            let (conditions_sql, mut parameters) = compile_conditions(&query.conditions, rare)?;
-            let source = if rare {
+            let driver = driving_condition(connection, &experiments, &query.conditions, wanted)?;
+            let (conditions_sql, mut parameters) = compile_conditions(&query.conditions, driver)?;
+            let source = if driver.is_some() {
                 "traces t INDEXED BY sqlite_autoindex_traces_1"
             } else {
                 "traces t"

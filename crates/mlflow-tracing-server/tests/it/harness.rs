@@ -26,6 +26,13 @@ impl Drop for TestServer {
     }
 }
 
+impl TestServer {
+    /// The database file, to check what the store wrote.
+    pub(crate) fn database_path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
 pub(crate) fn server() -> TestServer {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let path = std::env::temp_dir().join(format!(

@@ -210,6 +210,34 @@ async fn search_batch_get_tags_and_delete() {
         .json();
     assert_eq!(batch["traces"][0]["spans"].as_array().unwrap().len(), 3);
     assert_eq!(batch["traces"][1]["trace_info"]["state"], "ERROR");
+    // Read in one go, answered in the order asked, a repeat repeated, any spelling of an id accepted.
+    let bare = TRACE_ID.trim_start_matches("tr-");
+    let batch = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/batchGet?trace_ids={error_id}&trace_ids={bare}&trace_ids={error_id}"
+        ))
+        .await
+        .json();
+    let order: Vec<&str> = batch["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|trace| trace["trace_info"]["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, [error_id.as_str(), TRACE_ID, error_id.as_str()]);
+    assert_eq!(batch["traces"][1]["spans"].as_array().unwrap().len(), 3);
+    assert_eq!(batch["traces"][0], batch["traces"][2]);
+    let missing = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/batchGet?trace_ids={TRACE_ID}&trace_ids=tr-0000000000000000000000000000dead"
+        ))
+        .await;
+    assert_eq!(missing.status.as_u16(), 404);
+    let message = missing.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("tr-0000000000000000000000000000dead"),
+        "{message}"
+    );
 
     let tag_path = format!("/api/2.0/mlflow/traces/{TRACE_ID}/tags");
     assert_eq!(
@@ -531,4 +559,180 @@ async fn search_by_common_and_rare_tag_values_gives_the_same_order_either_way() 
         }
         assert_eq!(found, expected[env], "env = {env}, pages of {page_size}");
     }
+}
+
+/// Sends OTLP/JSON spans to experiment 1.
+async fn post_json_spans(server: &TestServer, spans: Vec<Value>) {
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]});
+    let request = axum::http::Request::post("/v1/traces")
+        .header("content-type", "application/json")
+        .header("x-mlflow-experiment-id", "1")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    assert_eq!(server.send(request).await.status, 200);
+}
+
+/// The ids of a search's first page in experiment 1.
+async fn search_ids(server: &TestServer, filter: &str, max_results: usize) -> Vec<String> {
+    let request = json!({
+        "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "1"}}],
+        "filter": filter,
+        "max_results": max_results,
+    });
+    let reply = server
+        .json("POST", "/api/3.0/mlflow/traces/search", &request)
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{filter}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|info| info["trace_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the writer has put every stored span into the text index.
+async fn wait_for_text_index(server: &TestServer) {
+    let database = rusqlite::Connection::open(server.database_path()).unwrap();
+    for _ in 0..500 {
+        let (indexed, newest): (i64, i64) = database
+            .query_row(
+                "SELECT (SELECT indexed_through FROM span_text_progress), (SELECT COALESCE(MAX(rowid), 0) FROM spans)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        if indexed >= newest {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the text index did not catch up in 5 s");
+}
+
+/// Forty traces asking routine questions, one second apart, two of them about a giraffe (one capitalised).
+/// Searched as soon as they are stored (the spans the index has not reached are read directly) and again
+/// once they are all indexed, the answers are the same: a rare word is found and checked as written (LIKE
+/// keeps case, ILIKE does not), a pattern without a three-character run scans. The index follows a span
+/// re-sent with new content and a deleted trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_search_finds_words_through_the_index_and_follows_changes() {
+    let server = server_with_experiments(1).await;
+    let base_ns: u64 = 1_795_000_000_000_000_000;
+    let span = |index: u64, question: &str| {
+        json!({"traceId": format!("{:032x}", 0xfee0_0000 + index), "spanId": format!("{:016x}", 0x200 + index),
+               "name": "agent",
+               "startTimeUnixNano": (base_ns + index * 1_000_000_000).to_string(),
+               "endTimeUnixNano": (base_ns + index * 1_000_000_000 + 1_000_000).to_string(),
+               "attributes": [{"key": "mlflow.spanInputs",
+                               "value": {"stringValue": json!({"question": question}).to_string()}}]})
+    };
+    let question = |index: u64| match index {
+        7 => "is a Giraffe tall?".to_owned(),
+        20 => "is a giraffe tall?".to_owned(),
+        _ => format!("routine question number {index}"),
+    };
+    let id = |index: u64| format!("tr-{:032x}", 0xfee0_0000 + index);
+    let none = Vec::<String>::new();
+    let cases: Vec<(&str, usize, Vec<String>)> = vec![
+        ("trace.text LIKE '%giraffe%'", 100, vec![id(20)]),
+        (
+            "trace.text ILIKE '%GIRAFFE tall%'",
+            100,
+            vec![id(20), id(7)],
+        ),
+        ("span.content LIKE '%Gir_ffe%'", 100, vec![id(7)]),
+        ("trace.text LIKE '%G_r_f_e%'", 100, vec![id(7)]),
+        ("trace.text LIKE '%elephant%'", 100, none.clone()),
+        // A quote is part of the pattern, not index syntax.
+        ("trace.text LIKE '%\"giraffe\"%'", 100, none.clone()),
+        (
+            "trace.text LIKE '%routine question%' AND trace.text ILIKE '%NUMBER 3%'",
+            100,
+            [39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 3].map(id).to_vec(),
+        ),
+        (
+            "trace.text LIKE '%routine%'",
+            3,
+            vec![id(39), id(38), id(37)],
+        ),
+    ];
+    post_json_spans(
+        &server,
+        (0..40).map(|index| span(index, &question(index))).collect(),
+    )
+    .await;
+    for indexed in [false, true] {
+        if indexed {
+            wait_for_text_index(&server).await;
+        }
+        for (filter, max_results, expected) in &cases {
+            assert_eq!(
+                &search_ids(&server, filter, *max_results).await,
+                expected,
+                "{filter}, indexed: {indexed}"
+            );
+        }
+    }
+
+    // The same span again with new content replaces the old text in the index.
+    post_json_spans(&server, vec![span(20, "is a zebra striped?")]).await;
+    assert_eq!(
+        search_ids(&server, "trace.text LIKE '%zebra%'", 100).await,
+        [id(20)]
+    );
+    assert_eq!(
+        search_ids(&server, "trace.text ILIKE '%giraffe%'", 100).await,
+        [id(7)]
+    );
+
+    let deleted = server
+        .json(
+            "POST",
+            "/api/2.0/mlflow/traces/delete-traces",
+            &json!({"experiment_id": "1", "request_ids": [id(7)]}),
+        )
+        .await
+        .json();
+    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    assert_eq!(
+        search_ids(&server, "trace.text ILIKE '%giraffe%'", 100).await,
+        none
+    );
+    // Deleting the newest span lets SQLite reuse its rowid, below the indexer's mark: the new span is
+    // indexed as it is stored.
+    wait_for_text_index(&server).await;
+    let deleted = server
+        .json(
+            "POST",
+            "/api/2.0/mlflow/traces/delete-traces",
+            &json!({"experiment_id": "1", "request_ids": [id(39)]}),
+        )
+        .await
+        .json();
+    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    post_json_spans(&server, vec![span(41, "is an okapi shy?")]).await;
+    let database = rusqlite::Connection::open(server.database_path()).unwrap();
+    let indexed = |trigrams: &str| -> i64 {
+        database
+            .query_row(
+                "SELECT COUNT(*) FROM span_text WHERE span_text MATCH ?1",
+                [trigrams],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        indexed("raf iff ffe"),
+        0,
+        "neither the replaced nor the deleted text is left in the index"
+    );
+    assert_eq!(indexed("zeb ebr bra"), 1);
+    assert_eq!(indexed("kap api"), 1);
+    assert_eq!(indexed("rou out uti tin ine"), 37);
 }
