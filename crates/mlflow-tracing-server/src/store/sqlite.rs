@@ -161,6 +161,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut connection = Connection::open(path).map_err(sql_error)?;
         configure(&connection, WRITER_CACHE_KIB)?;
+        // The writer reads through its page cache only: mapped pages it touches would count in the server's
+        // resident memory (peak under ingest 146 MB mapped, 46 MB without) and writes gain nothing from them.
+        connection
+            .execute_batch("PRAGMA mmap_size = 0")
+            .map_err(sql_error)?;
         migrate(&mut connection)?;
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
