@@ -307,6 +307,7 @@ class TracesPage {
   constructor(experimentId, params) {
     this.experimentId = experimentId;
     this.filter = params.get("filter") ?? "";
+    this.text = params.get("text") ?? "";
     this.state = params.get("state") ?? "";
     this.spanType = params.get("span_type") ?? "";
     this.range = params.get("range") ?? "";
@@ -326,7 +327,13 @@ class TracesPage {
       type: "search", name: "filter", value: this.filter, spellcheck: false, "aria-label": "Filter",
       placeholder: "Filter, e.g. attributes.status = 'ERROR' AND tags.env = 'prod' (Enter to search)",
     });
-    input.addEventListener("keydown", (e) => { if (e.key === "Enter") { this.filter = input.value.trim(); this.navigate(); } });
+    const text = el("input", {
+      type: "search", name: "text", value: this.text, spellcheck: false, "aria-label": "Text in spans",
+      placeholder: "Text in spans",
+    });
+    const search = () => { this.filter = input.value.trim(); this.text = text.value.trim(); this.navigate(); };
+    input.addEventListener("keydown", (e) => { if (e.key === "Enter") search(); });
+    text.addEventListener("keydown", (e) => { if (e.key === "Enter") search(); });
     const select = (name, options, value, label) => {
       const node = el("select", { name, "aria-label": label },
         Object.entries(options).map(([v, text]) => el("option", { value: v, selected: v === value }, text)));
@@ -345,7 +352,7 @@ class TracesPage {
       el("div.page-head", {}, el("h1", {}, "Traces"),
         el("nav.tabs-nav", {}, el("a.active", { href: href(["experiments", this.experimentId]) }, "Traces"),
           el("a", { href: href(["experiments", this.experimentId, "sessions"]) }, "Sessions"))),
-      el("div.toolbar", {}, input, el("button.primary", { type: "button", onclick: () => { this.filter = input.value.trim(); this.navigate(); } }, "Search"),
+      el("div.toolbar", {}, input, text, el("button.primary", { type: "button", onclick: search }, "Search"),
         select("state", { "": "Any state", OK: "OK", ERROR: "Error", IN_PROGRESS: "In progress" }, this.state, "State"),
         select("span_type", types, this.spanType, "Span type"),
         select("range", TIME_RANGES, this.range, "Time range"),
@@ -357,7 +364,7 @@ class TracesPage {
 
   navigate() {
     location.hash = href(["experiments", this.experimentId], {
-      filter: this.filter, state: this.state, span_type: this.spanType, range: this.range,
+      filter: this.filter, text: this.text, state: this.state, span_type: this.spanType, range: this.range,
       order: this.order === "timestamp_ms DESC" ? "" : this.order,
     });
   }
@@ -365,6 +372,8 @@ class TracesPage {
   fullFilter() {
     const parts = [];
     if (this.filter) parts.push(this.filter);
+    // Any span's content; `%` and `_` in the text stay LIKE wildcards, a quote is doubled as the grammar wants.
+    if (this.text) parts.push(`trace.text ILIKE '%${this.text.replaceAll("'", "''")}%'`);
     if (this.state) parts.push(`attributes.status = '${this.state}'`);
     if (this.spanType) parts.push(`span.type = '${this.spanType}'`);
     if (this.range) parts.push(`attributes.timestamp_ms > ${Date.now() - RANGE_MS[this.range]}`);

@@ -153,6 +153,20 @@ test("the traces table lists the demo traces, and a filter narrows them", async 
     ["streaming_chat", "support_bot", "support_bot", "support_bot"]);
 });
 
+test("text search finds the traces whose spans hold a word", async () => {
+  await page.goto(`${base}/#/experiments/${ids.experiment}`);
+  await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 4);
+  await page.fill("input[name=text]", "ONERROR=alert");
+  await page.press("input[name=text]", "Enter");
+  await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 1);
+  assert.equal(await page.locator("tr.trace-row").getAttribute("data-trace-id"), ids.xss);
+  assert.ok(decodeURIComponent(page.url()).includes("text=ONERROR=alert"), page.url());
+  await page.fill("input[name=text]", "it's nowhere");
+  await page.press("input[name=text]", "Enter");
+  await page.locator(".no-match").waitFor();
+  assert.equal(await page.locator(".filter-error").count(), 0, "a quote in the text is no filter error");
+});
+
 test("pages come from the server, 50 traces at a time", async () => {
   await page.goto(`${base}/#/experiments/${ids.paging}`);
   await page.waitForFunction(() => document.querySelectorAll("tr.trace-row").length === 50);
@@ -266,7 +280,8 @@ test("the 100,001-span trace opens, expands, scrolls and keeps the timeline orde
   assert.equal(await step.getAttribute("aria-expanded"), "false");
   await step.locator("button.caret").click();
   await page.waitForFunction(() => document.querySelector(".vspacer").style.height === `${1100 * 26}px`);
-  assert.equal(await page.locator(".span-row[aria-level='2']").first().getAttribute("aria-expanded"), "true");
+  // The spacer grows at once; the rows are drawn on the next animation frame.
+  await page.waitForFunction(() => document.querySelector(".span-row[aria-level='2']").getAttribute("aria-expanded") === "true");
   assert.equal(await page.locator(".span-row[aria-level='3'] .name").first().innerText(), "leaf-0-0");
 
   await page.locator(".vlist").evaluate((node) => { node.scrollTop = 500 * 26; });
