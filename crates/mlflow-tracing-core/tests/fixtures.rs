@@ -345,3 +345,154 @@ fn rest_spans_are_written_as_the_server_returns_them_and_read_back() {
     );
     assert_eq!(root.span_type(), SpanType::Chain);
 }
+
+/// A span with every kind of attribute value, an event, a link and an error status: the REST text is compact
+/// JSON in the field order a serialized `Value` has, holds each value natively, and reads back to the span.
+#[test]
+fn rest_span_text_holds_every_value_kind_and_reads_back() {
+    use mlflow_tracing_core::codec::otlp::span_from_otlp;
+    use mlflow_tracing_core::codec::rest_span::{span_from_rest_json, span_to_rest_text};
+    use mlflow_tracing_core::otlp_proto::common::v1::{
+        AnyValue, ArrayValue, KeyValue, KeyValueList,
+    };
+    use mlflow_tracing_core::otlp_proto::trace::v1 as proto;
+
+    let value = |native: Native| {
+        Some(AnyValue {
+            value: Some(native),
+        })
+    };
+    let attribute = |key: &str, native: Native| KeyValue {
+        key: key.into(),
+        value: value(native),
+    };
+    let otlp = proto::Span {
+        trace_id: vec![0xab; 16],
+        span_id: vec![0xcd; 8],
+        parent_span_id: vec![0xef; 8],
+        name: "tool \"call\"\n".into(),
+        start_time_unix_nano: 1_795_000_000_000_000_001,
+        end_time_unix_nano: 1_795_000_000_500_000_000,
+        attributes: vec![
+            attribute("s", Native::StringValue("line one\nline \"two\" ✓".into())),
+            attribute("b", Native::BoolValue(true)),
+            attribute("i", Native::IntValue(-7)),
+            attribute("d", Native::DoubleValue(0.1)),
+            attribute(
+                "list",
+                Native::ArrayValue(ArrayValue {
+                    values: vec![
+                        value(Native::IntValue(1)).unwrap(),
+                        value(Native::StringValue("x".into())).unwrap(),
+                    ],
+                }),
+            ),
+            attribute(
+                "map",
+                Native::KvlistValue(KeyValueList {
+                    values: vec![attribute("k", Native::DoubleValue(2.5))],
+                }),
+            ),
+        ],
+        events: vec![
+            proto::span::Event {
+                time_unix_nano: 1_795_000_000_100_000_000,
+                name: "exception".into(),
+                attributes: vec![attribute(
+                    "exception.message",
+                    Native::StringValue("boom".into()),
+                )],
+                dropped_attributes_count: 0,
+            },
+            proto::span::Event {
+                time_unix_nano: 1_795_000_000_200_000_000,
+                name: "tick".into(),
+                ..Default::default()
+            },
+        ],
+        links: vec![proto::span::Link {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            ..Default::default()
+        }],
+        status: Some(proto::Status {
+            code: proto::status::StatusCode::Error as i32,
+            message: "boom".into(),
+        }),
+        ..Default::default()
+    };
+    let span = span_from_otlp(&otlp).unwrap();
+    let text = span_to_rest_text(&span);
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        serde_json::to_string(&parsed).unwrap(),
+        text,
+        "compact, in serialization order"
+    );
+    let fields: Vec<&str> = parsed
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "name",
+            "start_time_unix_nano",
+            "end_time_unix_nano",
+            "attributes",
+            "events",
+            "links",
+            "status"
+        ]
+    );
+    assert_eq!(parsed["trace_id"], "q6urq6urq6urq6urq6urqw==");
+    assert_eq!(parsed["name"], "tool \"call\"\n");
+    assert_eq!(
+        parsed["start_time_unix_nano"],
+        1_795_000_000_000_000_001_u64
+    );
+    let attribute_value = |key: &str| {
+        parsed["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["key"] == key)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(
+        attribute_value("s"),
+        json!({"string_value": "line one\nline \"two\" ✓"})
+    );
+    assert_eq!(attribute_value("b"), json!({"bool_value": true}));
+    assert_eq!(attribute_value("i"), json!({"int_value": -7}));
+    assert_eq!(attribute_value("d"), json!({"double_value": 0.1}));
+    assert_eq!(
+        attribute_value("list"),
+        json!({"array_value": {"values": [{"int_value": 1}, {"string_value": "x"}]}})
+    );
+    assert_eq!(
+        attribute_value("map"),
+        json!({"kvlist_value": {"values": [{"key": "k", "value": {"double_value": 2.5}}]}})
+    );
+    assert_eq!(
+        parsed["events"],
+        json!([{"time_unix_nano": 1_795_000_000_100_000_000_u64, "name": "exception",
+                "attributes": [{"key": "exception.message", "value": {"string_value": "boom"}}]},
+               {"time_unix_nano": 1_795_000_000_200_000_000_u64, "name": "tick"}])
+    );
+    assert_eq!(
+        parsed["links"],
+        json!([{"trace_id": "AQEBAQEBAQEBAQEBAQEBAQ==", "span_id": "AgICAgICAgI=", "attributes": []}])
+    );
+    assert_eq!(
+        parsed["status"],
+        json!({"code": "STATUS_CODE_ERROR", "message": "boom"})
+    );
+    assert_eq!(span_from_rest_json(&parsed).unwrap(), span);
+}

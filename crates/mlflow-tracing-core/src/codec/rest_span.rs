@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::CodecError;
 use super::otlp::{any_value_to_json, json_to_any_value, span_from_otlp, span_to_otlp};
@@ -14,77 +14,182 @@ use crate::span::Span;
 
 /// One span in the REST v3 form.
 pub fn span_to_rest_json(span: &Span) -> Value {
+    // The text is JSON by construction; Null only if that ever broke.
+    serde_json::from_str(&span_to_rest_text(span)).unwrap_or(Value::Null)
+}
+
+/// One span in the REST v3 form as JSON text, written directly (the store keeps this text and the API
+/// splices it into answers as it is).
+pub fn span_to_rest_text(span: &Span) -> String {
     let otlp = span_to_otlp(span);
-    let mut object = Map::new();
-    object.insert("trace_id".into(), BASE64.encode(&otlp.trace_id).into());
-    object.insert("span_id".into(), BASE64.encode(&otlp.span_id).into());
-    if !otlp.parent_span_id.is_empty() {
-        object.insert(
-            "parent_span_id".into(),
-            BASE64.encode(&otlp.parent_span_id).into(),
-        );
-    }
-    object.insert("name".into(), otlp.name.clone().into());
-    object.insert(
-        "start_time_unix_nano".into(),
-        otlp.start_time_unix_nano.into(),
+    let mut out = JsonText::with_capacity(
+        256 + otlp
+            .attributes
+            .iter()
+            .map(|attribute| attribute.key.len() + 48)
+            .sum::<usize>(),
     );
+    out.raw("{\"trace_id\":");
+    out.string(&BASE64.encode(&otlp.trace_id));
+    out.raw(",\"span_id\":");
+    out.string(&BASE64.encode(&otlp.span_id));
+    if !otlp.parent_span_id.is_empty() {
+        out.raw(",\"parent_span_id\":");
+        out.string(&BASE64.encode(&otlp.parent_span_id));
+    }
+    out.raw(",\"name\":");
+    out.string(&otlp.name);
+    out.raw(",\"start_time_unix_nano\":");
+    out.value(&otlp.start_time_unix_nano);
     if otlp.end_time_unix_nano != 0 {
-        object.insert("end_time_unix_nano".into(), otlp.end_time_unix_nano.into());
+        out.raw(",\"end_time_unix_nano\":");
+        out.value(&otlp.end_time_unix_nano);
     }
     if !otlp.attributes.is_empty() {
-        object.insert("attributes".into(), key_values_to_json(&otlp.attributes));
+        out.raw(",\"attributes\":");
+        write_key_values(&mut out, &otlp.attributes);
     }
     if !otlp.events.is_empty() {
-        let events = otlp
-            .events
-            .iter()
-            .map(|event| {
-                let mut object = Map::new();
-                object.insert("time_unix_nano".into(), event.time_unix_nano.into());
-                object.insert("name".into(), event.name.clone().into());
-                if !event.attributes.is_empty() {
-                    object.insert("attributes".into(), key_values_to_json(&event.attributes));
-                }
-                Value::Object(object)
-            })
-            .collect();
-        object.insert("events".into(), Value::Array(events));
+        out.raw(",\"events\":[");
+        for (index, event) in otlp.events.iter().enumerate() {
+            out.raw(if index == 0 { "{" } else { ",{" });
+            out.raw("\"time_unix_nano\":");
+            out.value(&event.time_unix_nano);
+            out.raw(",\"name\":");
+            out.string(&event.name);
+            if !event.attributes.is_empty() {
+                out.raw(",\"attributes\":");
+                write_key_values(&mut out, &event.attributes);
+            }
+            out.raw("}");
+        }
+        out.raw("]");
     }
     if !otlp.links.is_empty() {
-        let links = otlp
-            .links
-            .iter()
-            .map(|link| {
-                json!({
-                    "trace_id": BASE64.encode(&link.trace_id),
-                    "span_id": BASE64.encode(&link.span_id),
-                    "attributes": key_values_to_json(&link.attributes),
-                })
-            })
-            .collect();
-        object.insert("links".into(), Value::Array(links));
+        out.raw(",\"links\":[");
+        for (index, link) in otlp.links.iter().enumerate() {
+            out.raw(if index == 0 { "{" } else { ",{" });
+            out.raw("\"trace_id\":");
+            out.string(&BASE64.encode(&link.trace_id));
+            out.raw(",\"span_id\":");
+            out.string(&BASE64.encode(&link.span_id));
+            out.raw(",\"attributes\":");
+            write_key_values(&mut out, &link.attributes);
+            out.raw("}");
+        }
+        out.raw("]");
     }
     let status = otlp.status.unwrap_or_default();
-    let mut status_object = Map::new();
-    status_object.insert("code".into(), status_code_name(status.code).into());
+    out.raw(",\"status\":{\"code\":");
+    out.string(status_code_name(status.code));
     if !status.message.is_empty() {
-        status_object.insert("message".into(), status.message.into());
+        out.raw(",\"message\":");
+        out.string(&status.message);
     }
-    object.insert("status".into(), Value::Object(status_object));
-    Value::Object(object)
+    out.raw("}}");
+    out.finish()
+}
+
+/// JSON text written piece by piece: fixed punctuation as given, values through serde_json so strings and
+/// numbers are escaped and formatted exactly as a serialized `Value` would have them.
+struct JsonText(Vec<u8>);
+
+impl JsonText {
+    fn with_capacity(capacity: usize) -> Self {
+        JsonText(Vec::with_capacity(capacity))
+    }
+
+    fn raw(&mut self, text: &str) {
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    fn string(&mut self, text: &str) {
+        self.value(text);
+    }
+
+    /// A string or number; serializing either into memory cannot fail (a non-finite float is `null`).
+    fn value<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        let _ = serde_json::to_writer(&mut self.0, value);
+    }
+
+    fn finish(self) -> String {
+        String::from_utf8(self.0)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    }
+}
+
+fn write_key_values(out: &mut JsonText, key_values: &[KeyValue]) {
+    out.raw("[");
+    for (index, key_value) in key_values.iter().enumerate() {
+        out.raw(if index == 0 {
+            "{\"key\":"
+        } else {
+            ",{\"key\":"
+        });
+        out.string(&key_value.key);
+        out.raw(",\"value\":");
+        write_any_value(out, key_value.value.as_ref());
+        out.raw("}");
+    }
+    out.raw("]");
+}
+
+fn write_any_value(out: &mut JsonText, value: Option<&AnyValue>) {
+    let Some(native) = value.and_then(|value| value.value.as_ref()) else {
+        out.raw("{}");
+        return;
+    };
+    match native {
+        any_value::Value::StringValue(text) => {
+            out.raw("{\"string_value\":");
+            out.string(text);
+        }
+        any_value::Value::BoolValue(flag) => {
+            out.raw("{\"bool_value\":");
+            out.value(flag);
+        }
+        any_value::Value::IntValue(integer) => {
+            out.raw("{\"int_value\":");
+            out.value(integer);
+        }
+        any_value::Value::DoubleValue(float) => {
+            out.raw("{\"double_value\":");
+            out.value(float);
+        }
+        any_value::Value::BytesValue(bytes) => {
+            out.raw("{\"bytes_value\":");
+            out.string(&BASE64.encode(bytes));
+        }
+        any_value::Value::ArrayValue(array) => {
+            out.raw("{\"array_value\":{\"values\":[");
+            for (index, item) in array.values.iter().enumerate() {
+                if index > 0 {
+                    out.raw(",");
+                }
+                write_any_value(out, Some(item));
+            }
+            out.raw("]}");
+        }
+        any_value::Value::KvlistValue(list) => {
+            out.raw("{\"kvlist_value\":{\"values\":");
+            write_key_values(out, &list.values);
+            out.raw("}");
+        }
+    }
+    out.raw("}");
 }
 
 /// Reads one span in the REST v3 form.
 pub fn span_from_rest_json(value: &Value) -> Result<Span, CodecError> {
-    let bytes = |field: &'static str| -> Result<Vec<u8>, CodecError> {
-        match value.get(field).and_then(Value::as_str) {
+    let bytes_of = |object: &Value, field: &'static str| -> Result<Vec<u8>, CodecError> {
+        match object.get(field).and_then(Value::as_str) {
             None => Ok(Vec::new()),
             Some(text) => BASE64
                 .decode(text)
                 .map_err(|error| CodecError::invalid(field, error.to_string())),
         }
     };
+    let bytes = |field: &'static str| bytes_of(value, field);
     let number = |field: &str| value.get(field).and_then(super::lenient_u64).unwrap_or(0);
     let events = value
         .get("events")
@@ -107,6 +212,24 @@ pub fn span_from_rest_json(value: &Value) -> Result<Span, CodecError> {
                 })
                 .collect()
         })
+        .unwrap_or_default();
+    let links = value
+        .get("links")
+        .and_then(Value::as_array)
+        .map(|links| {
+            links
+                .iter()
+                .map(|link| {
+                    Ok(proto::span::Link {
+                        trace_id: bytes_of(link, "trace_id")?,
+                        span_id: bytes_of(link, "span_id")?,
+                        attributes: key_values_from_json(link.get("attributes")),
+                        ..proto::span::Link::default()
+                    })
+                })
+                .collect::<Result<Vec<_>, CodecError>>()
+        })
+        .transpose()?
         .unwrap_or_default();
     let status = value.get("status").map(|status| proto::Status {
         message: status
@@ -133,6 +256,7 @@ pub fn span_from_rest_json(value: &Value) -> Result<Span, CodecError> {
         end_time_unix_nano: number("end_time_unix_nano"),
         attributes: key_values_from_json(value.get("attributes")),
         events,
+        links,
         status,
         ..proto::Span::default()
     };
@@ -144,39 +268,6 @@ fn status_code_name(code: i32) -> &'static str {
         Ok(proto::status::StatusCode::Ok) => "STATUS_CODE_OK",
         Ok(proto::status::StatusCode::Error) => "STATUS_CODE_ERROR",
         _ => "STATUS_CODE_UNSET",
-    }
-}
-
-fn key_values_to_json(key_values: &[KeyValue]) -> Value {
-    key_values
-        .iter()
-        .map(|key_value| json!({"key": key_value.key, "value": any_value_to_rest(key_value.value.as_ref())}))
-        .collect()
-}
-
-fn any_value_to_rest(value: Option<&AnyValue>) -> Value {
-    let Some(native) = value.and_then(|value| value.value.as_ref()) else {
-        return json!({});
-    };
-    match native {
-        any_value::Value::StringValue(text) => json!({"string_value": text}),
-        any_value::Value::BoolValue(flag) => json!({"bool_value": flag}),
-        any_value::Value::IntValue(integer) => json!({"int_value": integer}),
-        any_value::Value::DoubleValue(float) => json!({"double_value": float}),
-        any_value::Value::BytesValue(bytes) => json!({"bytes_value": BASE64.encode(bytes)}),
-        any_value::Value::ArrayValue(array) => {
-            let values: Vec<Value> = array
-                .values
-                .iter()
-                .map(|item| any_value_to_rest(Some(item)))
-                .collect();
-            json!({"array_value": {"values": values}})
-        }
-        any_value::Value::KvlistValue(list) => {
-            json!({"kvlist_value": {"values": key_values_to_json(&list.values)}})
-        }
-        #[allow(unreachable_patterns)]
-        _ => json!({}),
     }
 }
 

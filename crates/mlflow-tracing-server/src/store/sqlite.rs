@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mlflow_tracing_core::codec::rest_span::span_to_rest_json;
+use mlflow_tracing_core::codec::rest_span::span_to_rest_text;
 use mlflow_tracing_core::{
     Assessment, Span, SpanStatusCode, TraceId, TraceInfo, TraceLocation, TraceState, keys,
 };
@@ -1240,7 +1240,7 @@ fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> 
                     end_time: span
                         .end_time_unix_nano
                         .map(|end| i64::try_from(end).unwrap_or(i64::MAX)),
-                    content: span_to_rest_json(span).to_string(),
+                    content: span_to_rest_text(span),
                 })
                 .collect();
             PreparedTrace {
