@@ -52,6 +52,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_span_text_index.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_span_text_off_the_write_path.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -337,24 +341,22 @@ const TEXT_INDEX_STEP: i64 = 32;
 /// Longest a round of text indexing holds the writer, so a write that arrives meanwhile waits little.
 const TEXT_INDEX_ROUND: Duration = Duration::from_millis(3);
 
-/// Adds the oldest spans not yet in the text index, for about [`TEXT_INDEX_ROUND`], in one transaction.
-/// Returns whether spans remain. A failure is logged and ends the backlog until the next write.
+/// Re-indexes spans whose content changed after they were indexed, then adds the oldest spans not yet in
+/// the text index, for about [`TEXT_INDEX_ROUND`], in one transaction. Returns whether work remains. A
+/// failure is logged and ends the backlog until the next write.
 fn index_span_text(connection: &Connection) -> bool {
     let round = || -> StoreResult<bool> {
         let started = Instant::now();
-        let newest: i64 = connection
-            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM spans", [], |row| {
-                row.get(0)
-            })
-            .map_err(sql_error)?;
-        let mut through: i64 = connection
+        let (newest, mut through, stale): (i64, i64, bool) = connection
             .query_row(
-                "SELECT indexed_through FROM span_text_progress",
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM spans), \
+                 (SELECT indexed_through FROM span_text_progress), \
+                 EXISTS (SELECT 1 FROM span_text_stale)",
                 [],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .map_err(sql_error)?;
-        if through >= newest {
+        if through >= newest && !stale {
             return Ok(false);
         }
         // The index needs no fsync of its own: a round lost to a crash is redone from the mark, which it
@@ -362,8 +364,38 @@ fn index_span_text(connection: &Connection) -> bool {
         connection
             .execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
             .map_err(sql_error)?;
-        let filled = (|| -> StoreResult<()> {
-            while through < newest && started.elapsed() < TEXT_INDEX_ROUND {
+        let filled = (|| -> StoreResult<bool> {
+            let mut stale_left = stale;
+            while stale_left && started.elapsed() < TEXT_INDEX_ROUND {
+                let rows: Vec<i64> = connection
+                    .prepare_cached("SELECT span_rowid FROM span_text_stale LIMIT ?1")
+                    .map_err(sql_error)?
+                    .query_map([TEXT_INDEX_STEP], |row| row.get(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql_error)?;
+                for rowid in &rows {
+                    connection
+                        .prepare_cached("DELETE FROM span_text WHERE rowid = ?1")
+                        .map_err(sql_error)?
+                        .execute([rowid])
+                        .map_err(sql_error)?;
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO span_text (rowid, content) SELECT rowid, content FROM spans WHERE rowid = ?1",
+                        )
+                        .map_err(sql_error)?
+                        .execute([rowid])
+                        .map_err(sql_error)?;
+                    connection
+                        .prepare_cached("DELETE FROM span_text_stale WHERE span_rowid = ?1")
+                        .map_err(sql_error)?
+                        .execute([rowid])
+                        .map_err(sql_error)?;
+                }
+                stale_left = rows.len() as i64 == TEXT_INDEX_STEP;
+            }
+            while !stale_left && through < newest && started.elapsed() < TEXT_INDEX_ROUND {
                 let last: i64 = connection
                     .prepare_cached(
                         "SELECT COALESCE(MAX(rowid), ?1) FROM \
@@ -387,7 +419,8 @@ fn index_span_text(connection: &Connection) -> bool {
                 .map_err(sql_error)?
                 .execute([through])
                 .map_err(sql_error)?;
-            connection.execute_batch("COMMIT").map_err(sql_error)
+            connection.execute_batch("COMMIT").map_err(sql_error)?;
+            Ok(stale_left || through < newest)
         })();
         if filled.is_err() {
             let _ = connection.execute_batch("ROLLBACK");
@@ -395,7 +428,7 @@ fn index_span_text(connection: &Connection) -> bool {
         connection
             .execute_batch("PRAGMA synchronous = FULL")
             .map_err(sql_error)?;
-        filled.map(|()| through < newest)
+        filled
     };
     round().unwrap_or_else(|error| {
         log::warn!(error:% = error; "text indexing of spans stopped until the next write");
@@ -638,15 +671,18 @@ fn compile_conditions(
                 }
                 match text_index_query(&condition.values[0]) {
                     // The index names candidate spans, whose content is checked as written; spans it has
-                    // not reached yet are read directly.
+                    // not reached yet, or whose content changed since, are read directly.
                     Some(query) if drives => {
                         parameters.push(SqlValue::Text(query));
                         let indexed = predicate("s.content", condition, &mut parameters)?;
                         let tail = predicate("s.content", condition, &mut parameters)?;
+                        let stale = predicate("s.content", condition, &mut parameters)?;
                         format!(
                             "t.trace_id IN (SELECT s.trace_id FROM span_text JOIN spans s ON s.rowid = span_text.rowid \
                              WHERE span_text MATCH ? AND {indexed} UNION ALL SELECT s.trace_id FROM spans s \
-                             WHERE s.rowid > (SELECT indexed_through FROM span_text_progress) AND {tail})"
+                             WHERE s.rowid > (SELECT indexed_through FROM span_text_progress) AND {tail} \
+                             UNION ALL SELECT s.trace_id FROM span_text_stale x JOIN spans s ON s.rowid = x.span_rowid \
+                             WHERE {stale})"
                         )
                     }
                     _ => format!(
