@@ -20,12 +20,7 @@ async fn feedback_and_expectations_round_trip_and_show_in_the_record() {
     ] {
         let captured = fixture_json(capture);
         let reply = server.json("POST", &path, &captured["req_body"]).await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.assert_ok("");
         let mut assessment = reply.json()["assessment"].clone();
         let id = assessment["assessment_id"].as_str().unwrap().to_owned();
         assert!(id.starts_with("a-") && id.len() == 34, "{id}");

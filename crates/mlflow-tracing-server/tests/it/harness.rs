@@ -71,6 +71,16 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// Asserts a 200, showing `what` was asked and the body otherwise.
+    pub(crate) fn assert_ok(&self, what: &str) {
+        assert_eq!(
+            self.status,
+            200,
+            "{what} answered {}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
     pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|error| {
             panic!(

@@ -39,12 +39,7 @@ async fn gzip_bodies_are_accepted_and_resource_attributes_become_tags() {
         .body(Body::from(encoder.finish().unwrap()))
         .unwrap();
     let reply = server.send(request).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     let info = server
         .get("/api/3.0/mlflow/traces/tr-aa7857ae0d3b3f1af1eb27c38f63c9aa")
         .await
@@ -200,12 +195,7 @@ async fn otlp_json_with_hex_ids_and_string_payloads_becomes_a_trace() {
         .body(Body::from(body.to_string()))
         .unwrap();
     let reply = server.send(request).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     let trace_id = "tr-5b8efff798038103d269b633813fc60c";
     let got = server
         .get(&format!("/api/3.0/mlflow/traces/get?trace_id={trace_id}"))

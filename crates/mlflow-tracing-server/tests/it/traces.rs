@@ -28,12 +28,7 @@ pub(crate) async fn post_spans(server: &TestServer, spans: &[Span]) {
         .body(axum::body::Body::from(body))
         .unwrap();
     let reply = server.send(request).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     assert_eq!(
         reply.content_type.as_deref(),
         Some("application/x-protobuf")
@@ -45,12 +40,7 @@ async fn start_trace_v3(server: &TestServer) -> Value {
     let reply = server
         .json("POST", "/api/3.0/mlflow/traces", &request)
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     reply.json()
 }
 
@@ -264,15 +254,7 @@ async fn search_batch_get_tags_and_delete() {
         .await;
     assert_eq!(missing_tag.json()["error_code"], "RESOURCE_DOES_NOT_EXIST");
 
-    let deleted = server
-        .json(
-            "POST",
-            "/api/2.0/mlflow/traces/delete-traces",
-            &json!({"experiment_id": "2", "request_ids": [error_id]}),
-        )
-        .await
-        .json();
-    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    delete_trace(&server, "2", &error_id).await;
     let gone = server
         .get(&format!("/api/3.0/mlflow/traces/{error_id}"))
         .await;
@@ -339,12 +321,7 @@ async fn traces_json_uploads_are_ingested_and_downloads_rebuilt() {
     let reply = server
         .raw("PUT", &path, "text/plain", upload.clone().into_bytes())
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     assert_eq!(
         server
             .raw("PUT", &path, "text/plain", upload.into_bytes())
@@ -448,12 +425,7 @@ async fn search_filters_and_orders_like_mlflow() {
                 &search(filter, &[]),
             )
             .await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{filter}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.assert_ok(filter);
         assert_eq!(&ids(reply.json()), expected, "{filter}");
     }
     let oldest_first = server
@@ -512,7 +484,7 @@ async fn search_by_common_and_rare_tag_values_gives_the_same_order_either_way() 
                    "attributes": [{"key": "mlflow.traceTag.env", "value": {"stringValue": env}}]})
         })
         .collect();
-    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]});
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": &spans}]}]});
     let reply = server
         .raw(
             "POST",
@@ -522,12 +494,7 @@ async fn search_by_common_and_rare_tag_values_gives_the_same_order_either_way() 
         )
         .await;
     assert_eq!(reply.status, 400, "no experiment header");
-    let request = axum::http::Request::post("/v1/traces")
-        .header("content-type", "application/json")
-        .header("x-mlflow-experiment-id", "1")
-        .body(axum::body::Body::from(body.to_string()))
-        .unwrap();
-    assert_eq!(server.send(request).await.status, 200);
+    post_json_spans(&server, spans).await;
 
     for (env, page_size) in [("a", 1), ("a", 7), ("b", 100), ("b", 2)] {
         let mut found = Vec::new();
@@ -572,6 +539,19 @@ async fn post_json_spans(server: &TestServer, spans: Vec<Value>) {
     assert_eq!(server.send(request).await.status, 200);
 }
 
+/// Deletes one trace through the v2 endpoint the 3.x client uses.
+async fn delete_trace(server: &TestServer, experiment_id: &str, trace_id: &str) {
+    let deleted = server
+        .json(
+            "POST",
+            "/api/2.0/mlflow/traces/delete-traces",
+            &json!({"experiment_id": experiment_id, "request_ids": [trace_id]}),
+        )
+        .await
+        .json();
+    assert_eq!(deleted, json!({"traces_deleted": 1}));
+}
+
 /// The ids of a search's first page in experiment 1.
 async fn search_ids(server: &TestServer, filter: &str, max_results: usize) -> Vec<String> {
     let request = json!({
@@ -582,12 +562,7 @@ async fn search_ids(server: &TestServer, filter: &str, max_results: usize) -> Ve
     let reply = server
         .json("POST", "/api/3.0/mlflow/traces/search", &request)
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{filter}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok(filter);
     reply.json()["traces"]
         .as_array()
         .unwrap()
@@ -692,15 +667,7 @@ async fn text_search_finds_words_through_the_index_and_follows_changes() {
         [id(7)]
     );
 
-    let deleted = server
-        .json(
-            "POST",
-            "/api/2.0/mlflow/traces/delete-traces",
-            &json!({"experiment_id": "1", "request_ids": [id(7)]}),
-        )
-        .await
-        .json();
-    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    delete_trace(&server, "1", &id(7)).await;
     assert_eq!(
         search_ids(&server, "trace.text ILIKE '%giraffe%'", 100).await,
         none
@@ -708,15 +675,7 @@ async fn text_search_finds_words_through_the_index_and_follows_changes() {
     // Deleting the newest span lets SQLite reuse its rowid: the indexer's mark goes down with it, so the new
     // span is searched directly and then indexed like any other.
     wait_for_text_index(&server).await;
-    let deleted = server
-        .json(
-            "POST",
-            "/api/2.0/mlflow/traces/delete-traces",
-            &json!({"experiment_id": "1", "request_ids": [id(39)]}),
-        )
-        .await
-        .json();
-    assert_eq!(deleted, json!({"traces_deleted": 1}));
+    delete_trace(&server, "1", &id(39)).await;
     post_json_spans(&server, vec![span(41, "is an okapi shy?")]).await;
     assert_eq!(
         search_ids(&server, "trace.text LIKE '%okapi%'", 100).await,

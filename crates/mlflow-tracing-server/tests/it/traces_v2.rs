@@ -28,12 +28,7 @@ async fn the_2x_client_sequence_records_a_complete_trace() {
     let started = server
         .json("POST", "/api/2.0/mlflow/traces", &start["req_body"])
         .await;
-    assert_eq!(
-        started.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&started.body)
-    );
+    started.assert_ok("");
     let info = started.json()["trace_info"].clone();
     let request_id = info["request_id"].as_str().unwrap().to_owned();
     assert_eq!(request_id.len(), 32);
@@ -131,12 +126,7 @@ async fn the_2x_client_sequence_records_a_complete_trace() {
     assert_eq!(names, ["pipeline", "retriever", "llm_call"]);
 
     let search = server.get("/api/2.0/mlflow/traces?experiment_ids=5&filter=tags.%60mlflow.traceName%60+%3D+%27pipeline%27&max_results=10&order_by=timestamp_ms+DESC").await;
-    assert_eq!(
-        search.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&search.body)
-    );
+    search.assert_ok("");
     let traces = search.json()["traces"].clone();
     assert_eq!(traces.as_array().unwrap().len(), 1);
     assert_eq!(traces[0]["request_id"], request_id.as_str());
