@@ -89,8 +89,11 @@ async fn upload<S: Store>(
 /// The trace's `traces.json`, in the schema of the client that made it: v2 for traces started through the
 /// v2 API (their readers cannot read v3 spans), v3 otherwise.
 async fn traces_json<S: Store>(state: &State<S>, trace_id: String) -> ApiResult<String> {
-    let info = state.store.get_trace_info(trace_id.clone()).await?;
-    let texts = state.store.get_span_texts(info.trace_id.clone()).await?;
+    let Some((info, texts)) = state.store.get_traces(vec![trace_id.clone()]).await?.pop() else {
+        return Err(ApiError::not_found(format!(
+            "Trace with ID {trace_id} not found."
+        )));
+    };
     if texts.is_empty() {
         return Err(ApiError::not_found(format!(
             "no spans stored for trace {trace_id}"

@@ -92,36 +92,19 @@ async fn get_trace_info_v3<S: Store>(
     Ok(Json(json!({"trace": {"trace_info": info_json(&info)}})))
 }
 
-/// `[{"trace_info": …, "spans": [ … ]}, …]` for traces given in any spelling, in that order, with the stored
-/// span texts spliced in as they are.
-async fn traces_with_spans<S: Store>(
-    state: &State<S>,
-    trace_ids: Vec<String>,
-) -> ApiResult<String> {
-    let traces = state.store.get_traces(trace_ids).await?;
-    let capacity = traces
-        .iter()
-        .flat_map(|(_, spans)| spans.iter().map(|span| span.len() + 1))
-        .sum::<usize>();
-    let mut text = String::with_capacity(256 * traces.len() + capacity + 2);
-    text.push('[');
-    for (index, (info, spans)) in traces.iter().enumerate() {
+/// Appends `{"trace_info": …, "spans": [ … ]}` with the stored span texts spliced in as they are.
+fn write_trace(text: &mut String, info: &TraceInfo, spans: &[String]) {
+    text.reserve(256 + spans.iter().map(|span| span.len() + 1).sum::<usize>());
+    text.push_str("{\"trace_info\":");
+    text.push_str(&info_json(info).to_string());
+    text.push_str(",\"spans\":[");
+    for (index, span) in spans.iter().enumerate() {
         if index > 0 {
             text.push(',');
         }
-        text.push_str("{\"trace_info\":");
-        text.push_str(&info_json(info).to_string());
-        text.push_str(",\"spans\":[");
-        for (index, span) in spans.iter().enumerate() {
-            if index > 0 {
-                text.push(',');
-            }
-            text.push_str(span);
-        }
-        text.push_str("]}");
+        text.push_str(span);
     }
-    text.push(']');
-    Ok(text)
+    text.push_str("]}");
 }
 
 pub(super) fn json_response(text: String) -> Response {
@@ -132,10 +115,13 @@ async fn get_trace<S: Store>(state: State<S>, RawQuery(query): RawQuery) -> ApiR
     let pairs = query_pairs(query.as_deref());
     let trace_id = query_value(&pairs, "trace_id")
         .ok_or_else(|| ApiError::invalid("missing value for required parameter 'trace_id'"))?;
-    let list = traces_with_spans(&state, vec![trace_id.to_owned()]).await?;
-    // The one-element list without its brackets.
-    let trace = &list[1..list.len() - 1];
-    Ok(json_response(format!("{{\"trace\":{trace}}}")))
+    let traces = state.store.get_traces(vec![trace_id.to_owned()]).await?;
+    let mut text = String::from("{\"trace\":");
+    for (info, spans) in &traces {
+        write_trace(&mut text, info, spans);
+    }
+    text.push('}');
+    Ok(json_response(text))
 }
 
 async fn batch_get<S: Store>(state: State<S>, RawQuery(query): RawQuery) -> ApiResult<Response> {
@@ -156,9 +142,19 @@ async fn batch_get<S: Store>(state: State<S>, RawQuery(query): RawQuery) -> ApiR
             trace_ids.len()
         )));
     }
-    let trace_ids = trace_ids.into_iter().map(str::to_owned).collect();
-    let list = traces_with_spans(&state, trace_ids).await?;
-    Ok(json_response(format!("{{\"traces\":{list}}}")))
+    let traces = state
+        .store
+        .get_traces(trace_ids.into_iter().map(str::to_owned).collect())
+        .await?;
+    let mut text = String::from("{\"traces\":[");
+    for (index, (info, spans)) in traces.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        write_trace(&mut text, info, spans);
+    }
+    text.push_str("]}");
+    Ok(json_response(text))
 }
 
 #[derive(Deserialize, Default)]

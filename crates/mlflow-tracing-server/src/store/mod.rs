@@ -229,12 +229,6 @@ pub trait Store: Send + Sync + 'static {
         trace_ids: Vec<String>,
     ) -> impl Future<Output = StoreResult<Vec<(TraceInfo, Vec<String>)>>> + Send;
 
-    /// The spans of a trace as REST v3 JSON texts, in start order.
-    fn get_span_texts(
-        &self,
-        trace_id: String,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-
     /// The stored id of a trace given in any spelling, and the outline of every span of it in start order;
     /// a missing trace is `NotFound`.
     fn get_span_outline(

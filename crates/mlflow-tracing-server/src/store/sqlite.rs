@@ -119,13 +119,16 @@ fn add_regexp_function(connection: &Connection) -> StoreResult<()> {
         .map_err(sql_error)
 }
 
-fn configure(connection: &Connection, cache_kib: i64) -> StoreResult<()> {
+/// Memory map of each reader (bytes).
+const READER_MMAP_BYTES: i64 = 128 * 1024 * 1024;
+
+fn configure(connection: &Connection, cache_kib: i64, mmap_bytes: i64) -> StoreResult<()> {
     add_regexp_function(connection)?;
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
-             PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = 134217728; PRAGMA temp_store = MEMORY;"
+             PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = {mmap_bytes}; PRAGMA temp_store = MEMORY;"
         ))
         .map_err(sql_error)
 }
@@ -164,12 +167,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut connection = Connection::open(path).map_err(sql_error)?;
-        configure(&connection, WRITER_CACHE_KIB)?;
         // The writer reads through its page cache only: mapped pages it touches would count in the server's
         // resident memory (peak under ingest 146 MB mapped, 46 MB without) and writes gain nothing from them.
-        connection
-            .execute_batch("PRAGMA mmap_size = 0")
-            .map_err(sql_error)?;
+        configure(&connection, WRITER_CACHE_KIB, 0)?;
         migrate(&mut connection)?;
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
@@ -221,7 +221,7 @@ impl SqliteStore {
                 Some(connection) => connection,
                 None => {
                     let connection = Connection::open(&*path).map_err(sql_error)?;
-                    configure(&connection, READER_CACHE_KIB)?;
+                    configure(&connection, READER_CACHE_KIB, READER_MMAP_BYTES)?;
                     connection
                 }
             };
@@ -1600,24 +1600,6 @@ impl Store for SqliteStore {
                 traces.push(trace);
             }
             Ok(traces)
-        })
-        .await
-    }
-
-    async fn get_span_texts(&self, trace_id: String) -> StoreResult<Vec<String>> {
-        self.read(move |connection| {
-            let Some(stored) = resolve_trace_id(connection, &trace_id)? else {
-                return Ok(Vec::new());
-            };
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT content FROM spans WHERE trace_id = ?1 ORDER BY start_time, span_id",
-                )
-                .map_err(sql_error)?;
-            let rows = statement
-                .query_map([&stored], |row| row.get(0))
-                .map_err(sql_error)?;
-            rows.collect::<Result<_, _>>().map_err(sql_error)
         })
         .await
     }

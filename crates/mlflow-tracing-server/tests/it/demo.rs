@@ -57,10 +57,11 @@ async fn the_demo_records_its_agents_through_the_sdk_exporter() {
         .search_traces(query("name = 'research_agent'"))
         .await
         .unwrap();
-    let spans = store
-        .get_span_texts(research.items[0].trace_id.clone())
+    let (_, spans) = store
+        .get_traces(vec![research.items[0].trace_id.clone()])
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     assert_eq!(
         spans.len(),
         6,
