@@ -3,6 +3,7 @@
 mod assessments;
 mod cli;
 mod demo;
+mod durability;
 mod experiments;
 mod harness;
 mod otlp;
