@@ -2,19 +2,14 @@
 //!
 //! ```text
 //!  handlers ──write(job)──▶ [channel] ──▶ writer thread: BEGIN; job₁ … jobₙ (each in a savepoint); COMMIT
-//!     ▲                                        │ committed groups
-//!     │                                        ▼
-//!     └────────────── oneshot ◀──────── syncer thread: fsync of the WAL, then the replies (group commit)
+//!     ▲                                        │ replies to each job only after COMMIT (group commit)
+//!     └────────────── oneshot ◀────────────────┘
 //!  handlers ──read(job)──▶ blocking pool thread with a reader connection (WAL: readers never wait on the writer)
 //! ```
 //!
-//! One writer keeps SQLite's single-writer rule explicit and batches concurrent writes into one transaction;
-//! a write is acknowledged only once its transaction committed and reached the disk. The writer commits with
-//! `synchronous = NORMAL` (no fsync in COMMIT) and hands the group to a syncer thread, which fsyncs the WAL
-//! file once for every group committed meanwhile and then replies: the writer runs the next group while the
-//! disk flushes the last one. (SQLite syncs the WAL before a checkpoint and the database after it, so frames
-//! a checkpoint moved out of the WAL were durable before the WAL was reused.) Between writes the writer fills
-//! the trigram index of span content, oldest spans first and within a budget (`IndexingBudget`), so
+//! One writer keeps SQLite's single-writer rule explicit and batches concurrent writes into one transaction
+//! and one fsync; a write is acknowledged only once its transaction committed. Between writes it fills the
+//! trigram index of span content, oldest spans first and within a budget (`IndexingBudget`), so
 //! indexing never sits between a write and its acknowledgement.
 
 use std::collections::BTreeMap;
@@ -94,13 +89,13 @@ fn sql_error(error: rusqlite::Error) -> StoreError {
 }
 
 /// Page cache of the writer (KiB): the pages every insert touches stay in memory between commits. A larger
-/// cache gained no ingest speed: at every COMMIT after a page split SQLite walks the whole cache, so its cost
-/// grows with the cache (32 MiB: a tenth of the writer's time), and random index leaves miss it anyway.
+/// cache gains no ingest speed: at each COMMIT after a page split SQLite walks the whole cache (at 32 MiB a
+/// tenth of the writer's time), and the leaves random trace ids hit miss any cache once the store is large.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// WAL pages after which a commit checkpoints (SQLite's default is 1,000). A checkpoint copies each page
-/// changed since the last one once, however often it changed: the last pages of the span table and the
-/// index leaves hit by many traces are copied once per 40 MB of WAL instead of once per 4 MB (ingest with 50
-/// traces per request: 38,900 → 50,500 spans/s in the same run; each checkpoint stalls writes longer).
+/// changed since the last one once, however often it changed, so the last pages of the span table and the
+/// index leaves many traces hit are copied once per 40 MB of WAL instead of once per 4 MB. In the same run,
+/// ingest with 50 traces per request went from 43,300 to 52,900 spans/s; each checkpoint stalls writes longer.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 /// Page cache of each reader (KiB); reads also go through a shared memory map of the file.
 const READER_CACHE_KIB: i64 = 8 * 1024;
@@ -138,7 +133,7 @@ fn configure(connection: &Connection, cache_kib: i64, mmap_bytes: i64) -> StoreR
     add_regexp_function(connection)?;
     connection
         .execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON; \
              PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = {mmap_bytes}; PRAGMA temp_store = MEMORY;"
         ))
@@ -188,28 +183,10 @@ impl SqliteStore {
             ))
             .map_err(sql_error)?;
         migrate(&mut connection)?;
-        // The migration check wrote to the database, so the WAL file exists; the syncer holds its own handle.
-        // Without one (a file system where SQLite could not enter WAL mode) COMMIT syncs by itself.
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let wal = std::fs::File::open(&wal_path).ok();
-        if wal.is_none() {
-            log::warn!(path:% = Path::new(&wal_path).display(); "no write-ahead log to sync; each commit syncs the database");
-            connection
-                .execute_batch("PRAGMA synchronous = FULL")
-                .map_err(sql_error)?;
-        }
         let (writer, jobs) = mpsc::channel::<WriteJob>();
-        let (committed, to_sync) = mpsc::channel::<Vec<Completion>>();
-        std::thread::Builder::new()
-            .name("mlflow-sqlite-sync".into())
-            .spawn(move || run_syncer(wal.as_ref(), &to_sync))
-            .map_err(|error| {
-                StoreError::internal(format!("could not start the syncer thread: {error}"))
-            })?;
         std::thread::Builder::new()
             .name("mlflow-sqlite-writer".into())
-            .spawn(move || run_writer(connection, jobs, committed))
+            .spawn(move || run_writer(connection, jobs))
             .map_err(|error| {
                 StoreError::internal(format!("could not start the writer thread: {error}"))
             })?;
@@ -272,11 +249,7 @@ impl SqliteStore {
     }
 }
 
-fn run_writer(
-    connection: Connection,
-    jobs: Receiver<WriteJob>,
-    committed: Sender<Vec<Completion>>,
-) {
+fn run_writer(connection: Connection, jobs: Receiver<WriteJob>) {
     // Whether spans may be waiting for the text index, which is filled only while no write waits.
     let mut text_backlog = true;
     let mut budget = IndexingBudget::new(Instant::now());
@@ -317,43 +290,15 @@ fn run_writer(
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(sql_error);
         let completions: Vec<Completion> = group.into_iter().map(|job| job(&connection)).collect();
-        match began.and_then(|()| connection.execute_batch("COMMIT").map_err(sql_error)) {
-            Ok(()) => {
-                if let Err(mpsc::SendError(completions)) = committed.send(completions) {
-                    for completion in completions {
-                        completion(Err(StoreError::internal(
-                            "the SQLite syncer thread has stopped",
-                        )));
-                    }
-                }
-            }
-            Err(error) => {
-                let _ = connection.execute_batch("ROLLBACK");
-                for completion in completions {
-                    completion(Err(error.clone()));
-                }
-            }
+        let committed = began.and_then(|()| connection.execute_batch("COMMIT").map_err(sql_error));
+        if committed.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(committed.clone());
         }
         budget.wrote(Instant::now());
         text_backlog = true;
-    }
-}
-
-/// Makes committed groups durable: one fsync of the WAL file for every group committed since the last one,
-/// then each job's reply. A failed fsync fails the groups it covered (their data may not survive a crash).
-fn run_syncer(wal: Option<&std::fs::File>, committed: &Receiver<Vec<Completion>>) {
-    while let Ok(mut ready) = committed.recv() {
-        while let Ok(more) = committed.try_recv() {
-            ready.extend(more);
-        }
-        let synced = wal
-            .map_or(Ok(()), std::fs::File::sync_data)
-            .map_err(|error| {
-                StoreError::internal(format!("could not flush the write-ahead log: {error}"))
-            });
-        for completion in ready {
-            completion(synced.clone());
-        }
     }
 }
 
@@ -429,7 +374,7 @@ fn index_span_text(connection: &Connection) -> bool {
         // The index needs no fsync of its own: a round lost to a crash is redone from the mark, which it
         // commits atomically, and the next acknowledged write's fsync covers it anyway.
         connection
-            .execute_batch("BEGIN IMMEDIATE")
+            .execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
             .map_err(sql_error)?;
         let filled = (|| -> StoreResult<bool> {
             let mut stale_left = stale;
@@ -492,6 +437,9 @@ fn index_span_text(connection: &Connection) -> bool {
         if filled.is_err() {
             let _ = connection.execute_batch("ROLLBACK");
         }
+        connection
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(sql_error)?;
         filled
     };
     round().unwrap_or_else(|error| {
