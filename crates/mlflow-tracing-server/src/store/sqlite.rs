@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_span_text_off_the_write_path.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_integer_keys.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -140,10 +144,24 @@ fn configure(connection: &Connection, cache_kib: i64, mmap_bytes: i64) -> StoreR
         .map_err(sql_error)
 }
 
+/// Applies the migrations not applied yet, each in its own transaction, with foreign keys off: a migration
+/// that rebuilds a table drops the old one, which must not cascade to the rows that refer to it. Each
+/// migration must leave every reference valid; it is rolled back otherwise.
 fn migrate(connection: &mut Connection) -> StoreResult<()> {
     connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF; \
+             CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
+        )
         .map_err(sql_error)?;
+    let applied = apply_migrations(connection);
+    connection
+        .execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(sql_error)?;
+    applied
+}
+
+fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
     for (version, sql) in MIGRATIONS {
         let applied: Option<i64> = connection
             .query_row(
@@ -158,6 +176,15 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         }
         let transaction = connection.transaction().map_err(sql_error)?;
         transaction.execute_batch(sql).map_err(sql_error)?;
+        let broken: Option<String> = transaction
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if let Some(table) = broken {
+            return Err(StoreError::internal(format!(
+                "migration {version} left rows of {table} referring to missing rows"
+            )));
+        }
         transaction
             .execute(
                 "INSERT INTO schema_migrations (version) VALUES (?1)",
@@ -493,7 +520,7 @@ fn scalar_expression(field: &Field) -> Option<&'static str> {
         Field::ClientRequestId => "t.client_request_id",
         Field::Name => {
             "COALESCE((SELECT value FROM trace_tags WHERE trace_id = t.trace_id AND key = 'mlflow.traceName'), \
-             (SELECT name FROM spans WHERE trace_id = t.trace_id AND parent_span_id IS NULL LIMIT 1))"
+             (SELECT name FROM spans WHERE trace_key = t.trace_key AND parent_span_id IS NULL LIMIT 1))"
         }
         Field::RunId => {
             "(SELECT value FROM trace_metadata WHERE trace_id = t.trace_id AND key = 'mlflow.sourceRun')"
@@ -659,7 +686,7 @@ fn compile_conditions(
                     _ => "s.status",
                 };
                 format!(
-                    "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+                    "EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key AND {})",
                     predicate(column, condition, &mut parameters)?
                 )
             }
@@ -670,7 +697,7 @@ fn compile_conditions(
                              CAST(json_extract(a.value, '$.value.double_value') AS TEXT), \
                              CAST(json_extract(a.value, '$.value.bool_value') AS TEXT), json_extract(a.value, '$.value'))";
                 format!(
-                    "EXISTS (SELECT 1 FROM spans s, json_each(s.content, '$.attributes') a WHERE s.trace_id = t.trace_id \
+                    "EXISTS (SELECT 1 FROM spans s, json_each(s.content, '$.attributes') a WHERE s.trace_key = t.trace_key \
                      AND json_extract(a.value, '$.key') = ? AND {})",
                     predicate(value, condition, &mut parameters)?
                 )
@@ -691,15 +718,15 @@ fn compile_conditions(
                         let tail = predicate("s.content", condition, &mut parameters)?;
                         let stale = predicate("s.content", condition, &mut parameters)?;
                         format!(
-                            "t.trace_id IN (SELECT s.trace_id FROM span_text CROSS JOIN spans s ON s.rowid = span_text.rowid \
-                             WHERE span_text MATCH ? AND {indexed} UNION ALL SELECT s.trace_id FROM spans s \
+                            "t.trace_key IN (SELECT s.trace_key FROM span_text CROSS JOIN spans s ON s.rowid = span_text.rowid \
+                             WHERE span_text MATCH ? AND {indexed} UNION ALL SELECT s.trace_key FROM spans s \
                              WHERE s.rowid > (SELECT indexed_through FROM span_text_progress) AND {tail} \
-                             UNION ALL SELECT s.trace_id FROM span_text_stale x CROSS JOIN spans s ON s.rowid = x.span_rowid \
+                             UNION ALL SELECT s.trace_key FROM span_text_stale x CROSS JOIN spans s ON s.rowid = x.span_rowid \
                              WHERE {stale})"
                         )
                     }
                     _ => format!(
-                        "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+                        "EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key AND {})",
                         predicate("s.content", condition, &mut parameters)?
                     ),
                 }
@@ -762,8 +789,8 @@ fn driving_condition(
                 let (sampled, hits): (i64, i64) = connection
                     .prepare_cached(&format!(
                         "SELECT COUNT(*), COALESCE(SUM(EXISTS (SELECT 1 FROM (SELECT content FROM spans \
-                         WHERE trace_id = t.trace_id LIMIT {TEXT_SAMPLE_SPANS}) s WHERE {matches})), 0) \
-                         FROM (SELECT trace_id FROM traces WHERE experiment_id IN ({placeholders}) \
+                         WHERE trace_key = t.trace_key LIMIT {TEXT_SAMPLE_SPANS}) s WHERE {matches})), 0) \
+                         FROM (SELECT trace_key FROM traces WHERE experiment_id IN ({placeholders}) \
                          ORDER BY request_time DESC LIMIT {TEXT_SAMPLE}) t"
                     ))
                     .map_err(sql_error)?
@@ -840,10 +867,11 @@ fn search_sql(
     let wanted = query.offset + query.max_results + 1;
     let driver = driving_condition(connection, experiments, &query.conditions, wanted)?;
     let (conditions_sql, mut parameters) = compile_conditions(&query.conditions, driver)?;
-    let source = if driver.is_some() {
-        "traces t INDEXED BY sqlite_autoindex_traces_1"
-    } else {
-        "traces t"
+    // A driving condition lists the traces it matches: tags and metadata by id, the text index by key.
+    let source = match driver.map(|index| &query.conditions[index].field) {
+        Some(Field::Text | Field::SpanContent) => "traces t NOT INDEXED",
+        Some(_) => "traces t INDEXED BY sqlite_autoindex_traces_1",
+        None => "traces t",
     };
     let placeholders = vec!["?"; experiments.len()].join(", ");
     let mut bound: Vec<SqlValue> = experiments
@@ -1070,7 +1098,8 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     }
     let with_spans: std::collections::HashSet<String> = connection
         .prepare_cached(&format!(
-            "SELECT DISTINCT trace_id FROM spans WHERE trace_id IN ({placeholders})"
+            "SELECT t.trace_id FROM traces t WHERE t.trace_id IN ({placeholders}) \
+             AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key)"
         ))
         .map_err(sql_error)?
         .query_map(ids.clone(), |row| row.get(0))
@@ -1347,25 +1376,44 @@ fn store_spans(
     let mut stored = 0;
     for prepared in traces {
         // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`.
-        let trace_id = resolve_trace_id(connection, &prepared.trace_id)?
-            .unwrap_or_else(|| prepared.trace_id.clone());
-        connection
+        let normalized = normalize_trace_id(&prepared.trace_id);
+        let existing: Option<(String, i64)> = connection
             .prepare_cached(
-                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
-                 VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') ON CONFLICT (trace_id) DO NOTHING",
+                "SELECT trace_id, trace_key FROM traces WHERE trace_id IN (?1, ?2) \
+                 ORDER BY trace_id = ?1 DESC LIMIT 1",
             )
             .map_err(sql_error)?
-            .execute(params![
-                trace_id,
-                experiment_id,
-                prepared.earliest_start_ms,
-                prepared.latest_end_ms
-            ])
+            .query_row(params![prepared.trace_id, normalized], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
             .map_err(sql_error)?;
+        let (trace_id, trace_key) = match existing {
+            Some(found) => found,
+            None => {
+                let trace_key = connection
+                    .prepare_cached(
+                        "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+                         VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') RETURNING trace_key",
+                    )
+                    .map_err(sql_error)?
+                    .query_row(
+                        params![
+                            prepared.trace_id,
+                            experiment_id,
+                            prepared.earliest_start_ms,
+                            prepared.latest_end_ms
+                        ],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error)?;
+                (prepared.trace_id.clone(), trace_key)
+            }
+        };
         let mut insert = connection
             .prepare_cached(
-                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (trace_id, span_id) DO UPDATE SET \
+                "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (trace_key, span_id) DO UPDATE SET \
                  parent_span_id = excluded.parent_span_id, name = excluded.name, span_type = excluded.span_type, \
                  status = excluded.status, start_time = excluded.start_time, end_time = excluded.end_time, \
                  content = excluded.content",
@@ -1374,7 +1422,7 @@ fn store_spans(
         for span in &prepared.spans {
             insert
                 .execute(params![
-                    trace_id,
+                    trace_key,
                     span.span_id,
                     span.parent_span_id,
                     span.name,
@@ -1394,11 +1442,11 @@ fn store_spans(
                     .prepare_cached(
                         "UPDATE traces SET request_time = ?2, execution_duration = ?3, state = ?4, request_preview = ?5, \
                          response_preview = ?6, end_time = MAX(COALESCE(end_time, ?7), ?7) \
-                         WHERE trace_id = ?1 AND info_finalized = 0",
+                         WHERE trace_key = ?1 AND info_finalized = 0",
                     )
                     .map_err(sql_error)?
                     .execute(params![
-                        trace_id,
+                        trace_key,
                         root.request_time_ms,
                         root.execution_duration_ms,
                         root.state.as_str(),
@@ -1418,10 +1466,10 @@ fn store_spans(
                 connection
                     .prepare_cached(
                         "UPDATE traces SET request_time = MIN(request_time, ?2), end_time = MAX(COALESCE(end_time, ?3), ?3) \
-                         WHERE trace_id = ?1 AND info_finalized = 0",
+                         WHERE trace_key = ?1 AND info_finalized = 0",
                     )
                     .map_err(sql_error)?
-                    .execute(params![trace_id, prepared.earliest_start_ms, prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms)])
+                    .execute(params![trace_key, prepared.earliest_start_ms, prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms)])
                     .map_err(sql_error)?;
             }
         }
@@ -1582,8 +1630,8 @@ impl Store for SqliteStore {
             let placeholders = vec!["?"; infos.len()].join(", ");
             let mut statement = connection
                 .prepare_cached(&format!(
-                    "SELECT trace_id, content FROM spans WHERE trace_id IN ({placeholders}) \
-                     ORDER BY trace_id, start_time, span_id"
+                    "SELECT t.trace_id, s.content FROM traces t CROSS JOIN spans s ON s.trace_key = t.trace_key \
+                     WHERE t.trace_id IN ({placeholders}) ORDER BY t.trace_key, s.start_time, s.span_id"
                 ))
                 .map_err(sql_error)?;
             let mut spans: std::collections::HashMap<String, Vec<String>> =
@@ -1621,8 +1669,8 @@ impl Store for SqliteStore {
             let stored = require_trace(connection, &trace_id)?;
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT span_id, parent_span_id, name, span_type, status, start_time, end_time \
-                     FROM spans WHERE trace_id = ?1 ORDER BY start_time, span_id",
+                    "SELECT span_id, parent_span_id, name, span_type, status, start_time, end_time FROM spans \
+                     WHERE trace_key = (SELECT trace_key FROM traces WHERE trace_id = ?1) ORDER BY start_time, span_id",
                 )
                 .map_err(sql_error)?;
             let rows = statement
@@ -1648,7 +1696,10 @@ impl Store for SqliteStore {
         self.read(move |connection| {
             let stored = require_trace(connection, &trace_id)?;
             connection
-                .prepare_cached("SELECT content FROM spans WHERE trace_id = ?1 AND span_id = ?2")
+                .prepare_cached(
+                    "SELECT content FROM spans \
+                     WHERE trace_key = (SELECT trace_key FROM traces WHERE trace_id = ?1) AND span_id = ?2",
+                )
                 .map_err(sql_error)?
                 .query_row(params![stored, span_id.to_ascii_lowercase()], |row| {
                     row.get(0)
@@ -1947,5 +1998,195 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    fn remove_database(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    fn search(store: &SqliteStore, runtime: &tokio::runtime::Runtime, filter: &str) -> Vec<String> {
+        let query = TraceQuery {
+            experiment_ids: vec!["0".into()],
+            conditions: crate::search::parse_filter(filter).unwrap(),
+            order: Vec::new(),
+            max_results: 100,
+            offset: 0,
+        };
+        let page = runtime.block_on(store.search_traces(query)).unwrap();
+        page.items.into_iter().map(|info| info.trace_id).collect()
+    }
+
+    /// A store written before the integer keys (migration 7) keeps every trace, span, tag, assessment and
+    /// its text index across the migration; afterwards VACUUM leaves the index valid and deleting a trace
+    /// removes its spans.
+    #[test]
+    fn a_store_from_before_the_integer_keys_migrates_whole() {
+        let path =
+            std::env::temp_dir().join(format!("mlflow-tracing-migrate-{}.db", std::process::id()));
+        remove_database(&path);
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection
+                .execute_batch(
+                    "PRAGMA journal_mode = WAL; \
+                     CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)",
+                )
+                .unwrap();
+            for (version, sql) in &MIGRATIONS[..6] {
+                connection.execute_batch(sql).unwrap();
+                connection
+                    .execute(
+                        "INSERT INTO schema_migrations (version) VALUES (?1)",
+                        [version],
+                    )
+                    .unwrap();
+            }
+            let span = |trace: &str,
+                        id: &str,
+                        parent: Option<&str>,
+                        name: &str,
+                        start: i64,
+                        text: &str| {
+                connection
+                    .execute(
+                        "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
+                         VALUES (?1, ?2, ?3, ?4, 'UNKNOWN', 'OK', ?5, ?5 + 10, ?6)",
+                        params![trace, id, parent, name, start, format!(r#"{{"name":"{name}","text":"{text}"}}"#)],
+                    )
+                    .unwrap();
+            };
+            connection
+                .execute_batch(
+                    "INSERT INTO traces (trace_id, experiment_id, request_time, execution_duration, state) \
+                     VALUES ('tr-b', 0, 1000, 5, 'OK'), ('tr-a', 0, 2000, 7, 'ERROR'); \
+                     INSERT INTO trace_tags (trace_id, key, value) VALUES ('tr-a', 'user', 'ada'); \
+                     INSERT INTO trace_metadata (trace_id, key, value) VALUES ('tr-a', 'mlflow.trace.session', 's1'); \
+                     INSERT INTO assessments (assessment_id, trace_id, name, create_time, content) \
+                     VALUES ('a-1', 'tr-a', 'helpful', 1, '{\"assessment_id\":\"a-1\",\"assessment_name\":\"helpful\"}'); \
+                     WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+                     INSERT INTO traces (trace_id, experiment_id, request_time, state) \
+                     SELECT 'tr-newer-' || i, 0, 3000 + i, 'OK' FROM n;",
+                )
+                .unwrap();
+            // tr-b's spans come first, so tr-a's have the higher rowids a VACUUM would renumber.
+            span("tr-b", "b0", None, "other", 1000, "nothing here");
+            span(
+                "tr-b",
+                "b1",
+                Some("b0"),
+                "other_step",
+                1001,
+                "still nothing",
+            );
+            span("tr-b", "b2", Some("b0"), "dropped", 1002, "dropped");
+            span("tr-a", "a0", None, "agent", 2000, "root");
+            span("tr-a", "a2", Some("a0"), "answer", 2002, "issue a refund");
+            span("tr-a", "a1", Some("a0"), "retrieve", 2001, "policy");
+            // A gap in the rowids: keys that were renumbered would no longer match the text index.
+            connection
+                .execute("DELETE FROM spans WHERE span_id = 'b2'", [])
+                .unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO span_text (rowid, content) SELECT rowid, content FROM spans; \
+                     UPDATE span_text_progress SET indexed_through = (SELECT MAX(rowid) FROM spans);",
+                )
+                .unwrap();
+        }
+
+        let store = SqliteStore::open(&path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let traces = runtime
+            .block_on(store.get_traces(vec!["tr-a".into(), "tr-b".into()]))
+            .unwrap();
+        let (info, spans) = &traces[0];
+        assert_eq!(info.trace_id, "tr-a");
+        assert_eq!(info.state, TraceState::Error);
+        assert_eq!(info.tags.get("user").map(String::as_str), Some("ada"));
+        assert_eq!(
+            info.trace_metadata
+                .get("mlflow.trace.session")
+                .map(String::as_str),
+            Some("s1")
+        );
+        assert_eq!(info.assessments.len(), 1);
+        let names: Vec<&str> = spans
+            .iter()
+            .map(|span| span.split('"').nth(3).unwrap())
+            .collect();
+        assert_eq!(names, ["agent", "retrieve", "answer"], "in start order");
+        assert_eq!(traces[1].1.len(), 2);
+        // A hundred newer traces without the word make it rare, so the text index drives this search.
+        assert_eq!(
+            search(&store, &runtime, "trace.text LIKE '%refund%'"),
+            ["tr-a"]
+        );
+        assert_eq!(
+            search(&store, &runtime, "span.name = 'other_step'"),
+            ["tr-b"]
+        );
+
+        // A span sent later joins the migrated trace.
+        let late = Span {
+            trace_id: TraceId([7; 16]),
+            span_id: mlflow_tracing_core::SpanId([9; 8]),
+            parent_id: Some(mlflow_tracing_core::SpanId([1; 8])),
+            name: "late_step".into(),
+            start_time_unix_nano: 2_003_000_000,
+            end_time_unix_nano: Some(2_004_000_000),
+            status: mlflow_tracing_core::SpanStatus::ok(),
+            attributes: mlflow_tracing_core::Attributes::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        };
+        runtime
+            .block_on(store.log_spans("0".into(), vec![late], BTreeMap::new(), Some("tr-a".into())))
+            .unwrap();
+        let (_, outline) = runtime
+            .block_on(store.get_span_outline("tr-a".into()))
+            .unwrap();
+        assert_eq!(outline.len(), 4);
+        assert_eq!(outline[3].name, "late_step");
+        assert_eq!(
+            search(&store, &runtime, "span.name = 'late_step'"),
+            ["tr-a"]
+        );
+
+        runtime
+            .block_on(store.delete_traces("0".into(), DeleteTraces::Ids(vec!["tr-b".into()])))
+            .unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("VACUUM")
+            .unwrap();
+        assert_eq!(
+            search(&store, &runtime, "trace.text LIKE '%refund%'"),
+            ["tr-a"]
+        );
+        assert_eq!(
+            search(&store, &runtime, "trace.text LIKE '%nothing%'"),
+            Vec::<String>::new()
+        );
+
+        runtime
+            .block_on(store.delete_traces("0".into(), DeleteTraces::Ids(vec!["tr-a".into()])))
+            .unwrap();
+        let connection = Connection::open(&path).unwrap();
+        let left: (i64, i64, i64) = connection
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM spans), (SELECT COUNT(*) FROM trace_tags), \
+                 (SELECT COUNT(*) FROM assessments)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(left, (0, 0, 0));
+        drop((store, connection));
+        remove_database(&path);
     }
 }
