@@ -1942,16 +1942,20 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    /// The query plan of a search: one line per step, as `EXPLAIN QUERY PLAN` words it.
-    fn plan(connection: &Connection, filter: &str) -> Vec<String> {
-        let query = TraceQuery {
+    /// The first page of 100 traces of experiment 0 matching `filter`, in the default order.
+    fn first_page(filter: &str) -> TraceQuery {
+        TraceQuery {
             experiment_ids: vec!["0".into()],
             conditions: crate::search::parse_filter(filter).unwrap(),
             order: Vec::new(),
             max_results: 100,
             offset: 0,
-        };
-        let (sql, bound) = search_sql(connection, &[0], &query).unwrap();
+        }
+    }
+
+    /// The query plan of a search: one line per step, as `EXPLAIN QUERY PLAN` words it.
+    fn plan(connection: &Connection, filter: &str) -> Vec<String> {
+        let (sql, bound) = search_sql(connection, &[0], &first_page(filter)).unwrap();
         let mut statement = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
@@ -1995,9 +1999,7 @@ mod tests {
             "{steps:#?}"
         );
         drop(connection);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_database(&path);
     }
 
     fn remove_database(path: &Path) {
@@ -2007,14 +2009,9 @@ mod tests {
     }
 
     fn search(store: &SqliteStore, runtime: &tokio::runtime::Runtime, filter: &str) -> Vec<String> {
-        let query = TraceQuery {
-            experiment_ids: vec!["0".into()],
-            conditions: crate::search::parse_filter(filter).unwrap(),
-            order: Vec::new(),
-            max_results: 100,
-            offset: 0,
-        };
-        let page = runtime.block_on(store.search_traces(query)).unwrap();
+        let page = runtime
+            .block_on(store.search_traces(first_page(filter)))
+            .unwrap();
         page.items.into_iter().map(|info| info.trace_id).collect()
     }
 
