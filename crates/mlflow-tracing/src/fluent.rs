@@ -313,7 +313,8 @@ pub(crate) fn enter(
 }
 
 impl SpanGuard {
-    fn inactive() -> SpanGuard {
+    #[inline]
+    pub(crate) fn inactive() -> SpanGuard {
         SpanGuard {
             span_id: SpanId::INVALID,
             state: GuardState::Inactive,
@@ -428,7 +429,17 @@ impl SpanGuard {
 }
 
 impl Drop for SpanGuard {
+    #[inline]
     fn drop(&mut self) {
+        if self.state != GuardState::Inactive {
+            self.close();
+        }
+    }
+}
+
+impl SpanGuard {
+    /// Ends the span of a guard dropped while active.
+    fn close(&mut self) {
         match self.state {
             GuardState::Inactive => {}
             GuardState::Unsampled => {
@@ -437,9 +448,7 @@ impl Drop for SpanGuard {
             GuardState::Recording => self.finish(None),
         }
     }
-}
 
-impl SpanGuard {
     /// Ends a recording span, with outputs when they were not set already.
     fn finish(&mut self, outputs: Option<PayloadText>) {
         let end_ns = crate::clock::now_ns();
