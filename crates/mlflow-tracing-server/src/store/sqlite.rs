@@ -971,15 +971,25 @@ pub fn normalize_trace_id(trace_id: &str) -> String {
 }
 
 /// The stored id of a trace given in any spelling: as given (v2 request ids are bare hex), else as `tr-<hex>`.
-fn resolve_trace_id(connection: &Connection, given: &str) -> StoreResult<Option<String>> {
+/// The stored id and key of a trace given in any spelling (as stored first, else as `tr-<hex>`).
+fn resolve_trace(connection: &Connection, given: &str) -> StoreResult<Option<(String, i64)>> {
     let normalized = normalize_trace_id(given);
     let mut statement = connection
-        .prepare_cached("SELECT trace_id FROM traces WHERE trace_id IN (?1, ?2) ORDER BY trace_id = ?1 DESC LIMIT 1")
+        .prepare_cached(
+            "SELECT trace_id, trace_key FROM traces WHERE trace_id IN (?1, ?2) \
+             ORDER BY trace_id = ?1 DESC LIMIT 1",
+        )
         .map_err(sql_error)?;
     statement
-        .query_row(params![given, normalized], |row| row.get(0))
+        .query_row(params![given, normalized], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()
         .map_err(sql_error)
+}
+
+fn resolve_trace_id(connection: &Connection, given: &str) -> StoreResult<Option<String>> {
+    Ok(resolve_trace(connection, given)?.map(|(trace_id, _)| trace_id))
 }
 
 fn require_trace(connection: &Connection, given: &str) -> StoreResult<String> {
@@ -1376,19 +1386,7 @@ fn store_spans(
     let mut stored = 0;
     for prepared in traces {
         // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`.
-        let normalized = normalize_trace_id(&prepared.trace_id);
-        let existing: Option<(String, i64)> = connection
-            .prepare_cached(
-                "SELECT trace_id, trace_key FROM traces WHERE trace_id IN (?1, ?2) \
-                 ORDER BY trace_id = ?1 DESC LIMIT 1",
-            )
-            .map_err(sql_error)?
-            .query_row(params![prepared.trace_id, normalized], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .map_err(sql_error)?;
-        let (trace_id, trace_key) = match existing {
+        let (trace_id, trace_key) = match resolve_trace(connection, &prepared.trace_id)? {
             Some(found) => found,
             None => {
                 let trace_key = connection
