@@ -101,6 +101,9 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// index leaves many traces hit are copied once per 40 MB of WAL instead of once per 4 MB. In the same run,
 /// ingest with 50 traces per request went from 43,300 to 52,900 spans/s; each checkpoint stalls writes longer.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// Size the WAL file is cut back to when it restarts: a large transaction (a migration) or a long read
+/// can make it grow far past the checkpoint interval.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// Page cache of each reader (KiB); reads also go through a shared memory map of the file.
 const READER_CACHE_KIB: i64 = 8 * 1024;
 
@@ -192,10 +195,28 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
             )
             .map_err(sql_error)?;
         transaction.commit().map_err(sql_error)?;
-        log::info!(version = *version; "applied SQLite migration");
+        // A migration that rebuilds a table leaves the old one's pages free: reused by later writes, but
+        // the file keeps its size until a VACUUM.
+        let free_mib: i64 = connection
+            .query_row(
+                "SELECT freelist_count * page_size / 1048576 FROM pragma_freelist_count, pragma_page_size",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql_error)?;
+        log::info!(version = *version, free_mib; "applied SQLite migration");
+        if free_mib >= LARGE_FREE_MIB {
+            log::info!(
+                free_mib;
+                "the database file has free pages that new data will reuse; `VACUUM` (with the server stopped) returns them to the file system"
+            );
+        }
     }
     Ok(())
 }
+
+/// Free space after a migration worth telling the user about.
+const LARGE_FREE_MIB: i64 = 64;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
@@ -206,7 +227,8 @@ impl SqliteStore {
         configure(&connection, WRITER_CACHE_KIB, 0)?;
         connection
             .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}"
+                "PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
+                 PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}"
             ))
             .map_err(sql_error)?;
         migrate(&mut connection)?;
