@@ -298,6 +298,22 @@ impl RequestTemplate {
     }
 }
 
+/// The HTTP client of a load or bench thread. Every phase of a request has `limit` except resolving the
+/// address: ureq resolves it again for every request, and a limit on that makes it spawn a thread per request
+/// (it cost the load generator as much CPU as the rest of its work). The target is an IP literal anyway.
+pub(crate) fn client_agent(limit: Duration) -> ureq::Agent {
+    let limit = Some(limit);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(limit)
+        .timeout_send_request(limit)
+        .timeout_send_body(limit)
+        .timeout_recv_response(limit)
+        .timeout_recv_body(limit)
+        .build()
+        .into()
+}
+
 /// Runs `clients` threads posting requests to `base` until `duration` has passed.
 fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u32>) -> LoadReport {
     let idle_rss_kib = server_pid.and_then(rss_kib);
@@ -316,11 +332,7 @@ fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u
             let per_request = (options.spans_per_trace * options.traces_per_request) as u64;
             let (traces, spans_per_trace) = (options.traces_per_request, options.spans_per_trace);
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(30)))
-                    .build()
-                    .into();
+                let agent = client_agent(Duration::from_secs(30));
                 let mut random = Random(0x9e37_79b9_7f4a_7c15_u64 ^ ((client as u64 + 1) << 32));
                 let mut template = RequestTemplate::new(&mut random, traces, spans_per_trace);
                 let mut latencies = Vec::new();

@@ -98,11 +98,7 @@ fn seed_template(random: &mut Random) -> RequestTemplate {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+    crate::loadgen::client_agent(Duration::from_secs(120))
 }
 
 fn post_otlp(agent: &ureq::Agent, base: &str, body: &[u8]) -> anyhow::Result<()> {
