@@ -47,9 +47,30 @@ impl Reply {
 
 /// Blocking HTTP with auth headers, timeouts and retries on connection errors and 5xx.
 struct HttpClient {
+    /// For servers named by host name: the whole request, name lookup included, within [`TIMEOUT`].
     agent: ureq::Agent,
+    /// For servers named by IP address or `localhost`: each phase within [`TIMEOUT`] but the lookup, which
+    /// needs no DNS. (ureq looks the host up for every request and, with a time limit on that, spawns a
+    /// thread to do it.)
+    local_agent: ureq::Agent,
     base: String,
     headers: Vec<(String, String)>,
+}
+
+/// Whether the URL's host is an IP address or `localhost`, which resolve without asking DNS.
+fn resolves_locally(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host_port)| host_port);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
 impl HttpClient {
@@ -59,8 +80,19 @@ impl HttpClient {
             .http_status_as_error(false)
             .build()
             .into();
+        let phase = Some(TIMEOUT);
+        let local_agent = ureq::Agent::config_builder()
+            .timeout_connect(phase)
+            .timeout_send_request(phase)
+            .timeout_send_body(phase)
+            .timeout_recv_response(phase)
+            .timeout_recv_body(phase)
+            .http_status_as_error(false)
+            .build()
+            .into();
         HttpClient {
             agent,
+            local_agent,
             base: base.trim_end_matches('/').to_owned(),
             headers,
         }
@@ -78,6 +110,11 @@ impl HttpClient {
             path.to_owned()
         } else {
             format!("{}{path}", self.base)
+        };
+        let agent = if resolves_locally(&url) {
+            &self.local_agent
+        } else {
+            &self.agent
         };
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = String::new();
@@ -105,7 +142,7 @@ impl HttpClient {
             let request = request
                 .body(body.to_vec())
                 .map_err(|error| ExportError::new(format!("bad request for {url}: {error}")))?;
-            match self.agent.run(request) {
+            match agent.run(request) {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
                     let body = response.body_mut().read_to_string().unwrap_or_default();
@@ -506,6 +543,28 @@ mod tests {
         assert!(!supports_otlp("3.3.2"));
         assert!(!supports_otlp("2.22.0"));
         assert!(!supports_otlp("garbage"));
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_skip_the_name_lookup_limit() {
+        for local in [
+            "http://127.0.0.1:5000/v1/traces",
+            "http://localhost:5000",
+            "https://LOCALHOST/api",
+            "http://[::1]:5000/v1/traces",
+            "http://user:secret@10.0.0.7:8080/x?y=1",
+            "http://192.168.1.2",
+        ] {
+            assert!(resolves_locally(local), "{local}");
+        }
+        for named in [
+            "https://mlflow.example.com/api",
+            "http://localhost.example.com:5000",
+            "http://127.0.0.1.nip.io:5000",
+            "http://user@collector:4318/v1/traces",
+        ] {
+            assert!(!resolves_locally(named), "{named}");
+        }
     }
 
     #[test]
