@@ -191,15 +191,15 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
              CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
         )
         .map_err(sql_error)?;
-    let applied = apply_migrations(connection);
+    let applied = apply_migrations(connection, MIGRATIONS);
     connection
         .execute_batch("PRAGMA foreign_keys = ON")
         .map_err(sql_error)?;
     applied
 }
 
-fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
-    for (version, sql) in MIGRATIONS {
+fn apply_migrations(connection: &mut Connection, migrations: &[(i64, &str)]) -> StoreResult<()> {
+    for (version, sql) in migrations {
         let applied: Option<i64> = connection
             .query_row(
                 "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -542,16 +542,23 @@ fn commit_group(connection: &Connection, group: &mut [WriteJob]) -> StoreResult<
         }
         Ok(true)
     };
+    // A lone job that failed needs no second run: the rollback undid it and its error is its reply.
     if in_transaction(&mut || group.iter_mut().all(|job| job.run(connection)))? || group.len() == 1
     {
         return Ok(());
     }
-    in_transaction(&mut || {
+    let committed = in_transaction(&mut || {
         group
             .iter_mut()
             .all(|job| in_savepoint(connection, |connection| job.run(connection)))
     })?;
-    Ok(())
+    if committed {
+        Ok(())
+    } else {
+        Err(StoreError::internal(
+            "a savepoint failed; the group's writes were rolled back",
+        ))
+    }
 }
 
 /// Runs one job in a savepoint, so that a failing job leaves the others of its group intact; false only if
@@ -1072,9 +1079,14 @@ fn resolve_trace_id(connection: &Connection, given: &str) -> StoreResult<Option<
     Ok(resolve_trace(connection, given)?.map(|(trace_id, _)| trace_id))
 }
 
-fn require_trace(connection: &Connection, given: &str) -> StoreResult<String> {
-    resolve_trace_id(connection, given)?
+/// The stored id and key of a trace that must exist.
+fn require_trace_keyed(connection: &Connection, given: &str) -> StoreResult<(String, i64)> {
+    resolve_trace(connection, given)?
         .ok_or_else(|| StoreError::not_found(format!("Trace with ID {given} not found.")))
+}
+
+fn require_trace(connection: &Connection, given: &str) -> StoreResult<String> {
+    Ok(require_trace_keyed(connection, given)?.0)
 }
 
 fn artifact_location(experiment_id: &str, trace_id: &str) -> String {
@@ -1744,15 +1756,15 @@ impl Store for SqliteStore {
 
     async fn get_span_outline(&self, trace_id: String) -> StoreResult<(String, Vec<SpanOutline>)> {
         self.read(move |connection| {
-            let stored = require_trace(connection, &trace_id)?;
+            let (stored, trace_key) = require_trace_keyed(connection, &trace_id)?;
             let mut statement = connection
                 .prepare_cached(
                     "SELECT span_id, parent_span_id, name, span_type, status, start_time, end_time FROM spans \
-                     WHERE trace_key = (SELECT trace_key FROM traces WHERE trace_id = ?1) ORDER BY start_time, span_id",
+                     WHERE trace_key = ?1 ORDER BY start_time, span_id",
                 )
                 .map_err(sql_error)?;
             let rows = statement
-                .query_map([&stored], |row| {
+                .query_map([trace_key], |row| {
                     Ok(SpanOutline {
                         span_id: row.get(0)?,
                         parent_span_id: row.get(1)?,
@@ -1772,14 +1784,11 @@ impl Store for SqliteStore {
 
     async fn get_span_text(&self, trace_id: String, span_id: String) -> StoreResult<String> {
         self.read(move |connection| {
-            let stored = require_trace(connection, &trace_id)?;
+            let (_, trace_key) = require_trace_keyed(connection, &trace_id)?;
             connection
-                .prepare_cached(
-                    "SELECT content FROM spans \
-                     WHERE trace_key = (SELECT trace_key FROM traces WHERE trace_id = ?1) AND span_id = ?2",
-                )
+                .prepare_cached("SELECT content FROM spans WHERE trace_key = ?1 AND span_id = ?2")
                 .map_err(sql_error)?
-                .query_row(params![stored, span_id.to_ascii_lowercase()], |row| {
+                .query_row(params![trace_key, span_id.to_ascii_lowercase()], |row| {
                     row.get(0)
                 })
                 .optional()
@@ -2102,22 +2111,14 @@ mod tests {
             std::env::temp_dir().join(format!("mlflow-tracing-migrate-{}.db", std::process::id()));
         remove_database(&path);
         {
-            let connection = Connection::open(&path).unwrap();
+            let mut connection = Connection::open(&path).unwrap();
             connection
                 .execute_batch(
                     "PRAGMA journal_mode = WAL; \
                      CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)",
                 )
                 .unwrap();
-            for (version, sql) in &MIGRATIONS[..6] {
-                connection.execute_batch(sql).unwrap();
-                connection
-                    .execute(
-                        "INSERT INTO schema_migrations (version) VALUES (?1)",
-                        [version],
-                    )
-                    .unwrap();
-            }
+            apply_migrations(&mut connection, &MIGRATIONS[..6]).unwrap();
             let span = |trace: &str,
                         id: &str,
                         parent: Option<&str>,
