@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_integer_keys.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_stale_span_listed_once.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -2322,6 +2326,58 @@ mod tests {
         assert_eq!(names, ["first", "third"]);
         // Once straight (stopped at the failure), once with savepoints.
         assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 2 + 3);
+        drop(connection);
+        remove_database(&path);
+    }
+
+    /// A span already in the text index whose content changes twice before it is re-indexed is listed for
+    /// re-indexing once, and both changes are stored (the second used to fail the request). Runs the
+    /// writer's own statements on one connection, so the indexer cannot step in between.
+    #[test]
+    fn an_indexed_span_can_change_twice_before_it_is_reindexed() {
+        let path =
+            std::env::temp_dir().join(format!("mlflow-tracing-stale-{}.db", std::process::id()));
+        remove_database(&path);
+        let mut connection = Connection::open(&path).unwrap();
+        configure(&connection, WRITER_CACHE_KIB, 0).unwrap();
+        migrate(&mut connection).unwrap();
+        let store = |name: &str| {
+            let span = Span {
+                trace_id: TraceId([3; 16]),
+                span_id: mlflow_tracing_core::SpanId([4; 8]),
+                parent_id: None,
+                name: name.into(),
+                start_time_unix_nano: 1_000_000,
+                end_time_unix_nano: Some(2_000_000),
+                status: mlflow_tracing_core::SpanStatus::ok(),
+                attributes: mlflow_tracing_core::Attributes::new(),
+                events: Vec::new(),
+                links: Vec::new(),
+            };
+            store_spans(
+                &connection,
+                "0",
+                &prepare_spans("0", &[span], None),
+                &BTreeMap::new(),
+            )
+        };
+        store("first").unwrap();
+        // As if the writer had indexed everything stored so far.
+        connection
+            .execute_batch(
+                "UPDATE span_text_progress SET indexed_through = (SELECT MAX(rowid) FROM spans)",
+            )
+            .unwrap();
+        store("second").unwrap();
+        store("third").unwrap();
+        let (stale, name): (i64, String) = connection
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM span_text_stale), (SELECT name FROM spans)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((stale, name.as_str()), (1, "third"));
         drop(connection);
         remove_database(&path);
     }
