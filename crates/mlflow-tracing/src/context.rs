@@ -62,23 +62,35 @@ pub(crate) fn with_extras<R>(work: impl FnOnce(&mut Vec<(SpanId, Extra)>) -> R) 
         .flatten()
 }
 
-/// Takes the extras of `span_id` off this thread's list, oldest first. With `from_mark` (the span is the
-/// top of the stack) they are all the entries from its mark on.
+/// Moves the extras of `span_id` off this thread's list onto `into`, oldest first, each through `prepare`.
+/// With `from_mark` (the span is the top of the stack) they are all the entries from its mark on, moved
+/// without an intermediate list.
 #[inline]
-pub(crate) fn take_extras(span_id: SpanId, mark: u32, from_mark: bool) -> Vec<(SpanId, Extra)> {
-    with_extras(|extras| {
-        if extras.is_empty() || (from_mark && mark as usize >= extras.len()) {
-            return Vec::new();
+pub(crate) fn move_extras(
+    span_id: SpanId,
+    mark: u32,
+    from_mark: bool,
+    into: &mut Vec<(SpanId, Extra)>,
+    mut prepare: impl FnMut(&mut Extra),
+) {
+    let mut moved = |(owner, mut extra): (SpanId, Extra)| {
+        prepare(&mut extra);
+        (owner, extra)
+    };
+    let _ = with_extras(|extras| {
+        let mark = mark as usize;
+        if extras.is_empty() || (from_mark && mark >= extras.len()) {
+            return;
         }
-        if from_mark && (mark as usize) <= extras.len() {
-            return extras.drain(mark as usize..).collect();
+        if from_mark {
+            into.extend(extras.drain(mark..).map(&mut moved));
+        } else {
+            let (taken, kept): (Vec<_>, Vec<_>) =
+                extras.drain(..).partition(|(owner, _)| *owner == span_id);
+            *extras = kept;
+            into.extend(taken.into_iter().map(&mut moved));
         }
-        let (taken, kept): (Vec<_>, Vec<_>) =
-            extras.drain(..).partition(|(owner, _)| *owner == span_id);
-        *extras = kept;
-        taken
-    })
-    .unwrap_or_default()
+    });
 }
 
 /// The length of this thread's extras list.

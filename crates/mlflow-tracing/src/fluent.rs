@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::arena::{self, PayloadText};
 use crate::context::{
-    Frame, Parent, current_parent, extras_mark, pop_frame, take_extras, with_extras, with_stack,
+    Frame, Parent, current_parent, extras_mark, pop_frame, with_extras, with_stack,
 };
 use crate::live::{LiveSpan, span_type_text};
 use crate::span_data::{SpanData, SpanMutation, Text};
@@ -475,14 +475,19 @@ impl SpanGuard {
                     }
                 }
                 data.end_at(end_ns);
-                let extras = take_extras(span_id, frame.extras_mark, is_top);
                 let keep_in_scratch = frame.root_here;
                 let root_scratch = if keep_in_scratch && data.parent_id.is_none() {
                     arena::take_whole_scratch(arena_mark)
                 } else {
                     Vec::new()
                 };
-                trace.finish_span_from(&mut frame.data, extras, keep_in_scratch, root_scratch);
+                trace.finish_span_from(
+                    &mut frame.data,
+                    frame.extras_mark,
+                    is_top,
+                    keep_in_scratch,
+                    root_scratch,
+                );
             }
             // A span whose payloads stayed in the scratch (its root is below it) must not release them.
             let release = !frame.root_here;

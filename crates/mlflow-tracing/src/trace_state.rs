@@ -15,6 +15,7 @@ use std::time::Instant;
 use mlflow_tracing_core::{SpanId, TraceId};
 
 use crate::config;
+use crate::context::move_extras;
 use crate::processor;
 use crate::span_data::{Extra, SpanData, SpanMutation};
 
@@ -122,59 +123,74 @@ impl OpenTrace {
         self.completed.load(Ordering::Acquire)
     }
 
-    /// Records a span that ended on this thread's stack, taking it from its frame; ending the root
-    /// completes the trace. With `keep_in_scratch` (the root is on this thread's stack too) its payloads
-    /// stay in the thread's scratch, which the root hands over as `root_scratch` when it ends.
+    /// Records a span that ended on this thread's stack, taking it from its frame and its extras from the
+    /// thread's list (see [`move_extras`]); ending the root completes the trace. With `keep_in_scratch` (the
+    /// root is on this thread's stack too) its payloads stay in the thread's scratch, which the root hands
+    /// over as `root_scratch` when it ends.
     pub(crate) fn finish_span_from(
         &self,
         slot: &mut Option<SpanData>,
-        extras: Vec<(SpanId, Extra)>,
+        extras_mark: u32,
+        extras_from_mark: bool,
         keep_in_scratch: bool,
         root_scratch: Vec<u8>,
     ) {
         let Some(data) = slot.as_mut() else {
             return;
         };
-        let is_root = data.span_id == self.root_span_id;
+        let span_id = data.span_id;
+        let is_root = span_id == self.root_span_id;
         let mut body = lock(&self.body);
         if self.is_completed() {
             drop(body);
+            move_extras(
+                span_id,
+                extras_mark,
+                extras_from_mark,
+                &mut Vec::new(),
+                |_| {},
+            );
             crate::pool::recycle_arena(root_scratch);
             if let Some(data) = slot.take() {
                 count_late_span(&data);
             }
             return;
         }
-        if body.finished.len() < config::max_spans_per_trace() {
-            let TraceBody {
-                arena,
-                finished,
-                extras: trace_extras,
-                ..
-            } = &mut *body;
-            let mut extras = extras;
-            if !keep_in_scratch {
-                let moved = crate::arena::with_scratch(|scratch| {
-                    data.move_payloads_to_trace(Some(scratch), arena);
-                    for (_, extra) in &mut extras {
-                        extra.move_payload_to_trace(Some(scratch), arena);
-                    }
-                });
-                if moved.is_none() {
-                    data.move_payloads_to_trace(None, arena);
-                    for (_, extra) in &mut extras {
-                        extra.move_payload_to_trace(None, arena);
-                    }
-                }
-            }
-            if !extras.is_empty() {
-                trace_extras.extend(extras);
-            }
-            if let Some(data) = slot.take() {
-                finished.push(data);
-            }
-        } else {
+        if over_cap(&body, is_root) {
+            move_extras(
+                span_id,
+                extras_mark,
+                extras_from_mark,
+                &mut Vec::new(),
+                |_| {},
+            );
             LATE_SPANS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let TraceBody {
+            arena,
+            finished,
+            extras,
+            ..
+        } = &mut *body;
+        if keep_in_scratch {
+            move_extras(span_id, extras_mark, extras_from_mark, extras, |_| {});
+        } else {
+            let moved = crate::arena::with_scratch(|scratch| {
+                data.move_payloads_to_trace(Some(scratch), arena);
+                move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
+                    extra.move_payload_to_trace(Some(scratch), arena);
+                });
+            });
+            if moved.is_none() {
+                data.move_payloads_to_trace(None, arena);
+                move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
+                    extra.move_payload_to_trace(None, arena);
+                });
+            }
+        }
+        if let Some(data) = slot.take() {
+            finished.push(data);
         }
         if is_root {
             self.complete(body, None, root_scratch);
@@ -210,6 +226,10 @@ impl OpenTrace {
         body.extras
             .extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
         let is_root = span_id == self.root_span_id;
+        if over_cap(&body, is_root) {
+            LATE_SPANS.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         body.finished.push(data);
         if is_root {
             self.complete(body, None, Vec::new());
@@ -301,6 +321,12 @@ impl OpenTrace {
 pub(crate) enum EndError {
     NotFound,
     AlreadyEnded,
+}
+
+/// Whether a span ending now is past the cap on spans per trace. A slot is kept for the root, so a capped
+/// trace still has its top.
+fn over_cap(body: &TraceBody, is_root: bool) -> bool {
+    !is_root && body.finished.len() + 1 >= config::max_spans_per_trace()
 }
 
 fn count_late_span(data: &SpanData) {

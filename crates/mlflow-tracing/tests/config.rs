@@ -107,6 +107,57 @@ fn a_forgotten_guard_times_out_as_an_error_trace_and_frees_the_thread() {
 }
 
 #[test]
+fn a_trace_over_the_span_cap_keeps_its_root_and_counts_the_dropped_spans() {
+    let _serial = serial();
+    let _guard = Config::new().max_spans_per_trace(5).install();
+    let dropped_before = mlflow_tracing::dropped_span_count();
+    let trace_id = {
+        let root = start_span("capped-root");
+        for index in 0..10 {
+            let child = start_span("child");
+            child.set_attribute("index", &index);
+        }
+        let client = MlflowClient::new();
+        let trace_id = root.trace_id().unwrap();
+        let explicit = client
+            .start_span(
+                "explicit",
+                &trace_id,
+                root.span_id().unwrap(),
+                StartOptions::new(),
+            )
+            .unwrap();
+        client
+            .end_span(
+                &trace_id,
+                explicit.span_id(),
+                mlflow_tracing::EndOptions::new(),
+            )
+            .unwrap();
+        trace_id
+    };
+    mlflow_tracing::config::set_max_spans_per_trace(1_000_000);
+    let trace = get_trace(&trace_id).expect("the capped trace was exported");
+    let spans: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .map(|span| (span.name.as_str(), span.attribute("index")))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            ("capped-root", None),
+            ("child", Some(serde_json::json!(0))),
+            ("child", Some(serde_json::json!(1))),
+            ("child", Some(serde_json::json!(2))),
+            ("child", Some(serde_json::json!(3))),
+        ]
+    );
+    assert_eq!(mlflow_tracing::dropped_span_count() - dropped_before, 7);
+}
+
+#[test]
 fn the_guard_flushes_into_the_exporter() {
     let _serial = serial();
     let exporter = InMemoryExporter::new();
