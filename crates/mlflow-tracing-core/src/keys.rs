@@ -80,6 +80,32 @@ pub fn truncate_chars(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// The span attribute keys MLflow reserves, which nearly every span carries.
+const SPAN_ATTRIBUTE_KEYS: [&str; 10] = [
+    TRACE_REQUEST_ID,
+    SPAN_TYPE,
+    SPAN_INPUTS,
+    SPAN_OUTPUTS,
+    SPAN_FUNCTION_NAME,
+    SPAN_EXPERIMENT_ID,
+    SPAN_LOG_LEVEL,
+    CHAT_TOKEN_USAGE,
+    CHAT_TOOLS,
+    LLM_MODEL,
+];
+
+/// An attribute key read from the wire: borrowed when it is one of MLflow's reserved keys, so decoding a span
+/// allocates only for its own keys.
+pub fn attribute_key(key: &str) -> crate::span::AttributeKey {
+    match SPAN_ATTRIBUTE_KEYS
+        .iter()
+        .find(|reserved| **reserved == key)
+    {
+        Some(reserved) => std::borrow::Cow::Borrowed(reserved),
+        None => std::borrow::Cow::Owned(key.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +118,17 @@ mod tests {
         assert_eq!(cut, "0123456...");
         assert_eq!(cut.chars().count(), 10);
         assert_eq!(truncate_chars("ééééé", 4), "é...");
+    }
+
+    #[test]
+    fn reserved_attribute_keys_are_borrowed_and_others_owned() {
+        for key in [SPAN_INPUTS, SPAN_TYPE, TRACE_REQUEST_ID] {
+            assert!(matches!(attribute_key(key), std::borrow::Cow::Borrowed(k) if k == key));
+        }
+        assert!(matches!(attribute_key("user.key"), std::borrow::Cow::Owned(k) if k == "user.key"));
+        assert!(matches!(
+            attribute_key("mlflow.spanInput"),
+            std::borrow::Cow::Owned(k) if k == "mlflow.spanInput"
+        ));
     }
 }

@@ -15,8 +15,8 @@ pub mod trace;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
-    Attributes, EventAttributes, JsonText, Span, SpanEvent, SpanLink, SpanStatus, SpanStatusCode,
-    SpanType,
+    AttributeKey, Attributes, EventAttributes, JsonText, Span, SpanEvent, SpanLink, SpanStatus,
+    SpanStatusCode, SpanType,
 };
 pub use trace::{Assessment, Trace, TraceData, TraceInfo, TraceLocation, TraceState};
 

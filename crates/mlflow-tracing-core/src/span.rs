@@ -4,6 +4,7 @@
 //! the quotes). [`JsonText`] keeps that text as it was written, so a file read and written again is unchanged,
 //! while comparing two texts compares the JSON values they denote.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use indexmap::IndexMap;
@@ -13,29 +14,34 @@ use serde_json::Value;
 use crate::ids::{SpanId, TraceId};
 use crate::keys;
 
-/// A JSON document held as text.
+/// A JSON document held as text (borrowed when it is a constant).
 #[derive(Clone, Default)]
-pub struct JsonText(String);
+pub struct JsonText(Cow<'static, str>);
 
 impl JsonText {
     /// Wraps text that is already JSON. Text that is not JSON is kept, and reads back as a JSON string.
     pub fn from_raw(text: impl Into<String>) -> Self {
-        Self(text.into())
+        Self(Cow::Owned(text.into()))
+    }
+
+    /// Wraps constant JSON text without copying it.
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(Cow::Borrowed(text))
     }
 
     /// Encodes a JSON value.
     pub fn from_value(value: &Value) -> Self {
-        Self(value.to_string())
+        Self::from_raw(value.to_string())
     }
 
     /// Encodes a string as a JSON string literal.
     pub fn from_str_value(text: &str) -> Self {
-        Self(Value::from(text).to_string())
+        Self::from_raw(Value::from(text).to_string())
     }
 
     /// Encodes any serializable value; a value serde cannot encode becomes `null`.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+        Self::from_raw(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
     }
 
     /// The JSON text as stored.
@@ -45,12 +51,12 @@ impl JsonText {
 
     /// The text, consumed.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.into_owned()
     }
 
     /// The JSON value; text that is not valid JSON reads as a JSON string of that text.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or_else(|_| Value::String(self.0.clone()))
+        serde_json::from_str(&self.0).unwrap_or_else(|_| Value::String(self.0.to_string()))
     }
 
     /// The value when it is a JSON string, without its quotes.
@@ -80,8 +86,11 @@ impl From<&Value> for JsonText {
     }
 }
 
+/// An attribute key; MLflow's reserved keys are borrowed constants.
+pub type AttributeKey = Cow<'static, str>;
+
 /// Span attributes in insertion order, values as JSON text.
-pub type Attributes = IndexMap<String, JsonText>;
+pub type Attributes = IndexMap<AttributeKey, JsonText>;
 
 /// Event and link attributes: native JSON values, not JSON-encoded (MLflow's convention for events).
 pub type EventAttributes = serde_json::Map<String, Value>;
@@ -110,22 +119,23 @@ pub enum SpanType {
 }
 
 impl SpanType {
-    const NAMED: [(SpanType, &'static str); 15] = [
-        (SpanType::Llm, "LLM"),
-        (SpanType::Chain, "CHAIN"),
-        (SpanType::Agent, "AGENT"),
-        (SpanType::Tool, "TOOL"),
-        (SpanType::ChatModel, "CHAT_MODEL"),
-        (SpanType::Retriever, "RETRIEVER"),
-        (SpanType::Parser, "PARSER"),
-        (SpanType::Embedding, "EMBEDDING"),
-        (SpanType::Reranker, "RERANKER"),
-        (SpanType::Memory, "MEMORY"),
-        (SpanType::Evaluator, "EVALUATOR"),
-        (SpanType::Guardrail, "GUARDRAIL"),
-        (SpanType::Task, "TASK"),
-        (SpanType::Workflow, "WORKFLOW"),
-        (SpanType::Unknown, "UNKNOWN"),
+    /// Each constant with its name and its name as a JSON string (the form span attributes hold).
+    const NAMED: [(SpanType, &'static str, &'static str); 15] = [
+        (SpanType::Llm, "LLM", "\"LLM\""),
+        (SpanType::Chain, "CHAIN", "\"CHAIN\""),
+        (SpanType::Agent, "AGENT", "\"AGENT\""),
+        (SpanType::Tool, "TOOL", "\"TOOL\""),
+        (SpanType::ChatModel, "CHAT_MODEL", "\"CHAT_MODEL\""),
+        (SpanType::Retriever, "RETRIEVER", "\"RETRIEVER\""),
+        (SpanType::Parser, "PARSER", "\"PARSER\""),
+        (SpanType::Embedding, "EMBEDDING", "\"EMBEDDING\""),
+        (SpanType::Reranker, "RERANKER", "\"RERANKER\""),
+        (SpanType::Memory, "MEMORY", "\"MEMORY\""),
+        (SpanType::Evaluator, "EVALUATOR", "\"EVALUATOR\""),
+        (SpanType::Guardrail, "GUARDRAIL", "\"GUARDRAIL\""),
+        (SpanType::Task, "TASK", "\"TASK\""),
+        (SpanType::Workflow, "WORKFLOW", "\"WORKFLOW\""),
+        (SpanType::Unknown, "UNKNOWN", "\"UNKNOWN\""),
     ];
 
     /// The name MLflow writes, e.g. `CHAT_MODEL`.
@@ -134,8 +144,8 @@ impl SpanType {
             SpanType::Custom(name) => name,
             named => Self::NAMED
                 .iter()
-                .find(|(candidate, _)| candidate == named)
-                .map_or("UNKNOWN", |(_, name)| name),
+                .find(|(candidate, _, _)| candidate == named)
+                .map_or("UNKNOWN", |(_, name, _)| name),
         }
     }
 
@@ -143,18 +153,29 @@ impl SpanType {
     pub fn as_static_str(&self) -> Option<&'static str> {
         Self::NAMED
             .iter()
-            .find(|(candidate, _)| candidate == self)
-            .map(|(_, name)| *name)
+            .find(|(candidate, _, _)| candidate == self)
+            .map(|(_, name, _)| *name)
+    }
+
+    /// The name as JSON text (`"LLM"` with its quotes), borrowed for MLflow's constants.
+    pub fn to_json(&self) -> JsonText {
+        match Self::NAMED
+            .iter()
+            .find(|(candidate, _, _)| candidate == self)
+        {
+            Some((_, _, quoted)) => JsonText::from_static(quoted),
+            None => JsonText::from_str_value(self.as_str()),
+        }
     }
 
     /// Reads a type name; names MLflow does not define become [`SpanType::Custom`].
     pub fn parse(name: &str) -> SpanType {
         Self::NAMED
             .iter()
-            .find(|(_, candidate)| *candidate == name)
+            .find(|(_, candidate, _)| *candidate == name)
             .map_or_else(
                 || SpanType::Custom(name.to_owned()),
-                |(span_type, _)| span_type.clone(),
+                |(span_type, _, _)| span_type.clone(),
             )
     }
 
@@ -339,8 +360,9 @@ mod tests {
 
     #[test]
     fn all_fifteen_span_types_round_trip_and_custom_types_are_kept() {
-        for (span_type, name) in SpanType::NAMED {
+        for (span_type, name, _) in SpanType::NAMED {
             assert_eq!(span_type.as_str(), name);
+            assert_eq!(span_type.to_json().as_str(), format!("\"{name}\""));
             assert_eq!(SpanType::parse(name), span_type);
         }
         assert_eq!(
@@ -348,6 +370,10 @@ mod tests {
             SpanType::Custom("MY_STEP".into())
         );
         assert_eq!(SpanType::parse("MY_STEP").as_str(), "MY_STEP");
+        assert_eq!(
+            SpanType::parse("MY \"STEP\"").to_json().as_str(),
+            r#""MY \"STEP\"""#
+        );
     }
 
     #[test]

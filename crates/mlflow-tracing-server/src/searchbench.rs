@@ -85,7 +85,7 @@ fn seed_template(random: &mut Random) -> RequestTemplate {
                 )
             };
             span.attributes.insert(
-                format!("{}env", keys::TRACE_TAG_PREFIX),
+                format!("{}env", keys::TRACE_TAG_PREFIX).into(),
                 JsonText::from_str_value(&env),
             );
             if index % 10 == 1 {

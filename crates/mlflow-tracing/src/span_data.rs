@@ -161,22 +161,16 @@ impl SpanData {
         let mut attributes =
             Attributes::with_capacity(self.static_attributes.len() + extras.len() + 6);
         attributes.insert(keys::TRACE_REQUEST_ID.into(), request_id_json.clone());
-        attributes.insert(
-            keys::SPAN_TYPE.into(),
-            JsonText::from_raw(format!("\"{}\"", self.span_type)),
-        );
+        attributes.insert(keys::SPAN_TYPE.into(), span_type.to_json());
         for (key, json) in self.static_attributes {
-            attributes.insert((*key).to_owned(), JsonText::from_raw(*json));
+            attributes.insert((*key).into(), JsonText::from_static(json));
         }
         let mut events = Vec::new();
         let mut status_message = String::new();
         for extra in extras {
             match extra {
                 Extra::Attribute(key, json) => {
-                    attributes.insert(
-                        key.into_owned(),
-                        JsonText::from_raw(json.resolve(arena, root_scratch)),
-                    );
+                    attributes.insert(key, JsonText::from_raw(json.resolve(arena, root_scratch)));
                 }
                 Extra::Event(event) => events.push(event),
                 Extra::StatusMessage(message) => status_message = message,
@@ -201,11 +195,13 @@ impl SpanData {
             );
         }
         if !attributes.contains_key(keys::SPAN_LOG_LEVEL) {
-            let level = span_type.default_log_level(self.status_code);
-            attributes.insert(
-                keys::SPAN_LOG_LEVEL.into(),
-                JsonText::from_raw(level.to_string()),
-            );
+            let level = match span_type.default_log_level(self.status_code) {
+                10 => JsonText::from_static("10"),
+                20 => JsonText::from_static("20"),
+                40 => JsonText::from_static("40"),
+                other => JsonText::from_raw(other.to_string()),
+            };
+            attributes.insert(keys::SPAN_LOG_LEVEL.into(), level);
         }
         Span {
             trace_id,
@@ -284,7 +280,7 @@ mod tests {
             (&[], &[]),
             extras,
         );
-        let keys: Vec<_> = span.attributes.keys().map(String::as_str).collect();
+        let keys: Vec<_> = span.attributes.keys().map(|key| key.as_ref()).collect();
         assert_eq!(
             keys,
             [

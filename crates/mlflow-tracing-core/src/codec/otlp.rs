@@ -219,7 +219,7 @@ fn span_attributes_from_otlp(attributes: &[KeyValue]) -> Attributes {
                 },
                 _ => JsonText::from_value(&value),
             };
-            (attribute.key.clone(), text)
+            (keys::attribute_key(&attribute.key), text)
         })
         .collect()
 }

@@ -174,7 +174,7 @@ fn attributes_to_json(attributes: &Attributes) -> Value {
     Value::Object(
         attributes
             .iter()
-            .map(|(key, text)| (key.clone(), Value::from(text.as_str())))
+            .map(|(key, text)| (key.to_string(), Value::from(text.as_str())))
             .collect(),
     )
 }
@@ -190,7 +190,7 @@ fn attributes_from_json(value: Option<&Value>) -> Result<Attributes, CodecError>
                     Value::String(text) => JsonText::from_raw(text.clone()),
                     native => JsonText::from_value(native),
                 };
-                (key.clone(), text)
+                (keys::attribute_key(key), text)
             })
             .collect()),
         Some(_) => Err(CodecError::invalid("attributes", "expected an object")),
