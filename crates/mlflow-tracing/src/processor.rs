@@ -89,7 +89,11 @@ pub(crate) fn ensure_started() {
 pub(crate) fn submit(trace: FinishedTrace) {
     match processor().sender.try_send(Message::Trace(Box::new(trace))) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+        Err(TrySendError::Full(message)) | Err(TrySendError::Disconnected(message)) => {
+            // The buffers go back to the pool: freed here, new traces would allocate and grow fresh ones.
+            if let Message::Trace(trace) = message {
+                trace.recycle();
+            }
             let dropped = DROPPED_TRACES.fetch_add(1, Ordering::Relaxed) + 1;
             if !WARNED_FULL.swap(true, Ordering::Relaxed) {
                 log::warn!(dropped = dropped; "trace export queue is full; dropping traces (see dropped_trace_count())");

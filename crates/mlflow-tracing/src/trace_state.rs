@@ -79,6 +79,15 @@ pub(crate) struct FinishedTrace {
     pub(crate) forced_error: Option<String>,
 }
 
+impl FinishedTrace {
+    /// Gives the trace's buffers back to the pool, for a trace that will not be exported.
+    pub(crate) fn recycle(self) {
+        crate::pool::recycle_span_list(self.spans);
+        crate::pool::recycle_arena(self.arena);
+        crate::pool::recycle_arena(self.root_scratch);
+    }
+}
+
 static REGISTRY: LazyLock<Mutex<HashMap<TraceId, Arc<OpenTrace>>>> =
     LazyLock::new(Default::default);
 static LATE_SPANS: AtomicU64 = AtomicU64::new(0);
