@@ -149,16 +149,19 @@ impl OpenTrace {
         };
         let span_id = data.span_id;
         let is_root = span_id == self.root_span_id;
-        let mut body = lock(&self.body);
-        if self.is_completed() {
-            drop(body);
+        let discard_extras = || {
             move_extras(
                 span_id,
                 extras_mark,
                 extras_from_mark,
                 &mut Vec::new(),
                 |_| {},
-            );
+            )
+        };
+        let mut body = lock(&self.body);
+        if self.is_completed() {
+            drop(body);
+            discard_extras();
             crate::pool::recycle_arena(root_scratch);
             if let Some(data) = slot.take() {
                 count_late_span(&data);
@@ -166,13 +169,7 @@ impl OpenTrace {
             return;
         }
         if over_cap(&body, is_root) {
-            move_extras(
-                span_id,
-                extras_mark,
-                extras_from_mark,
-                &mut Vec::new(),
-                |_| {},
-            );
+            discard_extras();
             LATE_SPANS.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -232,13 +229,13 @@ impl OpenTrace {
             });
         };
         let extras = end(&mut data);
-        body.extras
-            .extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
         let is_root = span_id == self.root_span_id;
         if over_cap(&body, is_root) {
             LATE_SPANS.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        body.extras
+            .extend(extras.into_iter().map(|extra| (span_id, extra.detach())));
         body.finished.push(data);
         if is_root {
             self.complete(body, None, Vec::new());
