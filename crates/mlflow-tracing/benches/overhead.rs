@@ -47,6 +47,12 @@ const INPUTS: ThreeKeys = ThreeKeys {
     temperature: 0.1,
 };
 
+/// Lets the export thread finish the queue our spans filled, so that it does not compete with the
+/// OpenTelemetry runs that follow (its batch processor has a thread of its own).
+fn drain_export_queue() {
+    let _ = mlflow_tracing::flush(Duration::from_secs(60));
+}
+
 /// Times `iterations` children run by `with_parent(count)`, which opens a parent and runs `count` children.
 fn timed_under_parents(iterations: u64, mut with_parent: impl FnMut(u64)) -> Duration {
     let started = Instant::now();
@@ -140,6 +146,7 @@ fn bench_trace_fn(criterion: &mut Criterion) {
             })
         })
     });
+    drain_export_queue();
     for (name, otel) in [
         ("otel_simple", Otel::simple()),
         ("otel_batch", Otel::batch()),
@@ -172,6 +179,7 @@ fn bench_start_span(criterion: &mut Criterion) {
             })
         })
     });
+    drain_export_queue();
     for (name, otel) in [
         ("otel_simple", Otel::simple()),
         ("otel_batch", Otel::batch()),
