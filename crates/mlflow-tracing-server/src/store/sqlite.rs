@@ -64,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_stale_span_listed_once.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_entries_by_trace_key.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -605,11 +609,11 @@ fn scalar_expression(field: &Field) -> Option<&'static str> {
         Field::Status => "t.state",
         Field::ClientRequestId => "t.client_request_id",
         Field::Name => {
-            "COALESCE((SELECT value FROM trace_tags WHERE trace_id = t.trace_id AND key = 'mlflow.traceName'), \
+            "COALESCE((SELECT value FROM trace_tags WHERE trace_key = t.trace_key AND key = 'mlflow.traceName'), \
              (SELECT name FROM spans WHERE trace_key = t.trace_key AND parent_span_id IS NULL LIMIT 1))"
         }
         Field::RunId => {
-            "(SELECT value FROM trace_metadata WHERE trace_id = t.trace_id AND key = 'mlflow.sourceRun')"
+            "(SELECT value FROM trace_metadata WHERE trace_key = t.trace_key AND key = 'mlflow.sourceRun')"
         }
         _ => return None,
     })
@@ -712,17 +716,17 @@ fn compile_conditions(
                 match condition.comparator {
                     // By value through the (key, value) index, so a rare value can drive the search.
                     Comparator::Eq if drives => format!(
-                        "t.trace_id IN (SELECT x.trace_id FROM {table} x WHERE x.key = ? AND {})",
+                        "t.trace_key IN (SELECT x.trace_key FROM {table} x WHERE x.key = ? AND {})",
                         predicate("x.value", condition, &mut parameters)?
                     ),
                     Comparator::IsNull => format!(
-                        "NOT EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?)"
+                        "NOT EXISTS (SELECT 1 FROM {table} x WHERE x.trace_key = t.trace_key AND x.key = ?)"
                     ),
                     Comparator::IsNotNull => format!(
-                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ?)"
+                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_key = t.trace_key AND x.key = ?)"
                     ),
                     _ => format!(
-                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_id = t.trace_id AND x.key = ? AND {})",
+                        "EXISTS (SELECT 1 FROM {table} x WHERE x.trace_key = t.trace_key AND x.key = ? AND {})",
                         predicate("x.value", condition, &mut parameters)?
                     ),
                 }
@@ -953,11 +957,12 @@ fn search_sql(
     let wanted = query.offset + query.max_results + 1;
     let driver = driving_condition(connection, experiments, &query.conditions, wanted)?;
     let (conditions_sql, mut parameters) = compile_conditions(&query.conditions, driver)?;
-    // A driving condition lists the traces it matches: tags and metadata by id, the text index by key.
-    let source = match driver.map(|index| &query.conditions[index].field) {
-        Some(Field::Text | Field::SpanContent) => "traces t NOT INDEXED",
-        Some(_) => "traces t INDEXED BY sqlite_autoindex_traces_1",
-        None => "traces t",
+    // A driving condition lists the keys of the traces it matches (tags and metadata from their value index,
+    // text from the text index): each is read by its key, never through another index.
+    let source = if driver.is_some() {
+        "traces t NOT INDEXED"
+    } else {
+        "traces t"
     };
     let placeholders = vec!["?"; experiments.len()].join(", ");
     let mut bound: Vec<SqlValue> = experiments
@@ -1183,7 +1188,8 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     for table in ["trace_tags", "trace_metadata"] {
         let mut statement = connection
             .prepare_cached(&format!(
-                "SELECT trace_id, key, value FROM {table} WHERE trace_id IN ({placeholders})"
+                "SELECT t.trace_id, x.key, x.value FROM {table} x JOIN traces t ON t.trace_key = x.trace_key \
+                 WHERE t.trace_id IN ({placeholders})"
             ))
             .map_err(sql_error)?;
         let mut rows = statement.query(ids.clone()).map_err(sql_error)?;
@@ -1266,7 +1272,7 @@ fn require_experiment(connection: &Connection, experiment_id: i64) -> StoreResul
 fn put_entry(
     connection: &Connection,
     table: &str,
-    trace_id: &str,
+    trace_key: i64,
     key: &str,
     value: &str,
     replace: bool,
@@ -1278,10 +1284,10 @@ fn put_entry(
     };
     connection
         .prepare_cached(&format!(
-            "{verb} INTO {table} (trace_id, key, value) VALUES (?1, ?2, ?3)"
+            "{verb} INTO {table} (trace_key, key, value) VALUES (?1, ?2, ?3)"
         ))
         .map_err(sql_error)?
-        .execute(params![trace_id, key, value])
+        .execute(params![trace_key, key, value])
         .map_err(sql_error)?;
     Ok(())
 }
@@ -1295,7 +1301,7 @@ fn store_trace_info(connection: &Connection, info: &TraceInfo, v3: bool) -> Stor
         .to_owned();
     let experiment_id = parse_experiment_id(&experiment)?;
     require_experiment(connection, experiment_id)?;
-    connection
+    let trace_key: i64 = connection
         .prepare_cached(
             "INSERT INTO traces (trace_id, experiment_id, client_request_id, request_time, execution_duration, \
              state, request_preview, response_preview, info_finalized) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1) \
@@ -1303,31 +1309,34 @@ fn store_trace_info(connection: &Connection, info: &TraceInfo, v3: bool) -> Stor
              client_request_id = excluded.client_request_id, request_time = excluded.request_time, \
              execution_duration = excluded.execution_duration, state = excluded.state, \
              request_preview = excluded.request_preview, response_preview = excluded.response_preview, \
-             info_finalized = 1",
+             info_finalized = 1 RETURNING trace_key",
         )
         .map_err(sql_error)?
-        .execute(params![
-            trace_id,
-            experiment_id,
-            info.client_request_id,
-            info.request_time_ms,
-            info.execution_duration_ms,
-            info.state.as_str(),
-            info.request_preview,
-            info.response_preview,
-        ])
+        .query_row(
+            params![
+                trace_id,
+                experiment_id,
+                info.client_request_id,
+                info.request_time_ms,
+                info.execution_duration_ms,
+                info.state.as_str(),
+                info.request_preview,
+                info.response_preview,
+            ],
+            |row| row.get(0),
+        )
         .map_err(sql_error)?;
     for (key, value) in &info.trace_metadata {
-        put_entry(connection, "trace_metadata", &trace_id, key, value, true)?;
+        put_entry(connection, "trace_metadata", trace_key, key, value, true)?;
     }
     for (key, value) in &info.tags {
-        put_entry(connection, "trace_tags", &trace_id, key, value, true)?;
+        put_entry(connection, "trace_tags", trace_key, key, value, true)?;
     }
     if v3 {
         put_entry(
             connection,
             "trace_metadata",
-            &trace_id,
+            trace_key,
             keys::META_INFO_FINALIZED,
             "true",
             true,
@@ -1335,10 +1344,10 @@ fn store_trace_info(connection: &Connection, info: &TraceInfo, v3: bool) -> Stor
     }
     // Client-sent copies of the server-owned tags would go stale; they are derived on read.
     connection
-        .prepare_cached("DELETE FROM trace_tags WHERE trace_id = ?1 AND key IN (?2, ?3)")
+        .prepare_cached("DELETE FROM trace_tags WHERE trace_key = ?1 AND key IN (?2, ?3)")
         .map_err(sql_error)?
         .execute(params![
-            trace_id,
+            trace_key,
             keys::TAG_ARTIFACT_LOCATION,
             keys::TAG_SPANS_LOCATION
         ])
@@ -1482,27 +1491,24 @@ fn store_spans(
     let mut stored = 0;
     for prepared in traces {
         // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`.
-        let (trace_id, trace_key) = match resolve_trace(connection, &prepared.trace_id)? {
-            Some(found) => found,
-            None => {
-                let trace_key = connection
-                    .prepare_cached(
-                        "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
-                         VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') RETURNING trace_key",
-                    )
-                    .map_err(sql_error)?
-                    .query_row(
-                        params![
-                            prepared.trace_id,
-                            experiment_id,
-                            prepared.earliest_start_ms,
-                            prepared.latest_end_ms
-                        ],
-                        |row| row.get(0),
-                    )
-                    .map_err(sql_error)?;
-                (prepared.trace_id.clone(), trace_key)
-            }
+        let trace_key = match resolve_trace(connection, &prepared.trace_id)? {
+            Some((_, trace_key)) => trace_key,
+            None => connection
+                .prepare_cached(
+                    "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+                     VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') RETURNING trace_key",
+                )
+                .map_err(sql_error)?
+                .query_row(
+                    params![
+                        prepared.trace_id,
+                        experiment_id,
+                        prepared.earliest_start_ms,
+                        prepared.latest_end_ms
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(sql_error)?,
         };
         let mut insert = connection
             .prepare_cached(
@@ -1550,10 +1556,10 @@ fn store_spans(
                     ])
                     .map_err(sql_error)?;
                 for (key, value) in &root.tags {
-                    put_entry(connection, "trace_tags", &trace_id, key, value, false)?;
+                    put_entry(connection, "trace_tags", trace_key, key, value, false)?;
                 }
                 for (key, value) in &root.metadata {
-                    put_entry(connection, "trace_metadata", &trace_id, key, value, false)?;
+                    put_entry(connection, "trace_metadata", trace_key, key, value, false)?;
                 }
             }
             None => {
@@ -1568,7 +1574,7 @@ fn store_spans(
             }
         }
         for (key, value) in resource_tags {
-            put_entry(connection, "trace_tags", &trace_id, key, value, false)?;
+            put_entry(connection, "trace_tags", trace_key, key, value, false)?;
         }
     }
     Ok(stored)
@@ -1829,19 +1835,19 @@ impl Store for SqliteStore {
 
     async fn set_trace_tag(&self, trace_id: String, key: String, value: String) -> StoreResult<()> {
         self.write(move |connection| {
-            let stored = require_trace(connection, &trace_id)?;
-            put_entry(connection, "trace_tags", &stored, &key, &value, true)
+            let (_, trace_key) = require_trace_keyed(connection, &trace_id)?;
+            put_entry(connection, "trace_tags", trace_key, &key, &value, true)
         })
         .await
     }
 
     async fn delete_trace_tag(&self, trace_id: String, key: String) -> StoreResult<()> {
         self.write(move |connection| {
-            let stored = require_trace(connection, &trace_id)?;
+            let (_, trace_key) = require_trace_keyed(connection, &trace_id)?;
             let deleted = connection
                 .execute(
-                    "DELETE FROM trace_tags WHERE trace_id = ?1 AND key = ?2",
-                    params![stored, key],
+                    "DELETE FROM trace_tags WHERE trace_key = ?1 AND key = ?2",
+                    params![trace_key, key],
                 )
                 .map_err(sql_error)?;
             if deleted == 0 {
@@ -2106,9 +2112,9 @@ mod tests {
         page.items.into_iter().map(|info| info.trace_id).collect()
     }
 
-    /// A store written before the integer keys (migration 7) keeps every trace, span, tag, assessment and
-    /// its text index across the migration; afterwards VACUUM leaves the index valid and deleting a trace
-    /// removes its spans.
+    /// A store written before the integer keys (migrations 7 and 9) keeps every trace, span, tag, metadata
+    /// entry, assessment and its text index across the migrations; afterwards searches by tag and metadata
+    /// find them, VACUUM leaves the index valid and deleting a trace removes its spans and tags.
     #[test]
     fn a_store_from_before_the_integer_keys_migrates_whole() {
         let path =
@@ -2141,7 +2147,7 @@ mod tests {
                 .execute_batch(
                     "INSERT INTO traces (trace_id, experiment_id, request_time, execution_duration, state) \
                      VALUES ('tr-b', 0, 1000, 5, 'OK'), ('tr-a', 0, 2000, 7, 'ERROR'); \
-                     INSERT INTO trace_tags (trace_id, key, value) VALUES ('tr-a', 'user', 'ada'); \
+                     INSERT INTO trace_tags (trace_id, key, value) VALUES ('tr-a', 'user', 'ada'), ('tr-b', 'user', 'bo'); \
                      INSERT INTO trace_metadata (trace_id, key, value) VALUES ('tr-a', 'mlflow.trace.session', 's1'); \
                      INSERT INTO assessments (assessment_id, trace_id, name, create_time, content) \
                      VALUES ('a-1', 'tr-a', 'helpful', 1, '{\"assessment_id\":\"a-1\",\"assessment_name\":\"helpful\"}'); \
@@ -2210,6 +2216,13 @@ mod tests {
             search(&store, &runtime, "span.name = 'other_step'"),
             ["tr-b"]
         );
+        // Tags and metadata name their trace by key since migration 9; a rare value drives the search.
+        assert_eq!(search(&store, &runtime, "tags.user = 'bo'"), ["tr-b"]);
+        assert_eq!(
+            search(&store, &runtime, "metadata.`mlflow.trace.session` = 's1'"),
+            ["tr-a"]
+        );
+        assert_eq!(search(&store, &runtime, "tags.user != 'ada'"), ["tr-b"]);
 
         // A span sent later joins the migrated trace.
         let late = Span {
@@ -2240,6 +2253,11 @@ mod tests {
         runtime
             .block_on(store.delete_traces("0".into(), DeleteTraces::Ids(vec!["tr-b".into()])))
             .unwrap();
+        let tags_left: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM trace_tags", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tags_left, 1, "tr-b's tag went with it");
         Connection::open(&path)
             .unwrap()
             .execute_batch("VACUUM")
