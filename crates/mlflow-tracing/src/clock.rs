@@ -63,8 +63,9 @@ mod counter {
     static BASE_TICKS: AtomicU64 = AtomicU64::new(0);
     static BASE_NS: AtomicU64 = AtomicU64::new(0);
     static RATE: AtomicU64 = AtomicU64::new(0);
-    /// The last reading of both clocks together, to measure the rate from (written under the lock only).
-    static REFERENCE_TICKS: AtomicU64 = AtomicU64::new(0);
+    /// The system clock's time at `BASE_TICKS`, to measure the rate from (written under the lock only); it
+    /// differs from `BASE_NS` while an error is being slewed away. Before calibration, `BASE_TICKS` and this
+    /// hold the first reading of both clocks.
     static REFERENCE_NS: AtomicU64 = AtomicU64::new(0);
 
     const UNKNOWN: u8 = 0;
@@ -156,15 +157,15 @@ mod counter {
             return now;
         };
         let reference_ns = REFERENCE_NS.load(Ordering::Relaxed);
-        let reference_ticks = REFERENCE_TICKS.load(Ordering::Relaxed);
+        let reference_ticks = BASE_TICKS.load(Ordering::Relaxed);
         let published = if reference_ns == 0 || ticks <= reference_ticks {
-            REFERENCE_TICKS.store(ticks, Ordering::Relaxed);
+            BASE_TICKS.store(ticks, Ordering::Relaxed);
             REFERENCE_NS.store(now, Ordering::Relaxed);
             false
         } else if now.saturating_sub(reference_ns) >= CALIBRATION_NS {
             match measured_rate(ticks, now) {
                 Some(rate) => {
-                    publish(ticks, now, rate, ticks, now);
+                    publish(ticks, now, rate, now);
                     true
                 }
                 None => false,
@@ -178,7 +179,7 @@ mod counter {
 
     /// Nanoseconds per tick since the reference reading, if the counter moved forward.
     fn measured_rate(ticks: u64, now: u64) -> Option<u64> {
-        let ticks = ticks.checked_sub(REFERENCE_TICKS.load(Ordering::Relaxed))?;
+        let ticks = ticks.checked_sub(BASE_TICKS.load(Ordering::Relaxed))?;
         let ns = now.checked_sub(REFERENCE_NS.load(Ordering::Relaxed))?;
         if ticks == 0 {
             return None;
@@ -187,11 +188,10 @@ mod counter {
         u64::try_from(rate).ok().filter(|&rate| rate > 0)
     }
 
-    fn publish(base_ticks: u64, base_ns: u64, rate: u64, reference_ticks: u64, reference_ns: u64) {
+    fn publish(base_ticks: u64, base_ns: u64, rate: u64, reference_ns: u64) {
         BASE_TICKS.store(base_ticks, Ordering::Relaxed);
         BASE_NS.store(base_ns, Ordering::Relaxed);
         RATE.store(rate, Ordering::Relaxed);
-        REFERENCE_TICKS.store(reference_ticks, Ordering::Relaxed);
         REFERENCE_NS.store(reference_ns, Ordering::Relaxed);
     }
 
@@ -223,14 +223,14 @@ mod counter {
         };
         let error = i64::try_from(i128::from(now) - i128::from(predicted)).unwrap_or(i64::MAX);
         let result = if error.abs() >= STEP_NS {
-            publish(ticks, now, measured, ticks, now);
+            publish(ticks, now, measured, now);
             now
         } else {
             // Spread the error over the next period: the rate changes, the time does not jump.
             let correction = (i128::from(error) << RATE_SHIFT) / i128::from(RESYNC_TICKS);
             let slewed =
                 u64::try_from((i128::from(measured) + correction).max(1)).unwrap_or(measured);
-            publish(ticks, predicted, slewed, ticks, now);
+            publish(ticks, predicted, slewed, now);
             predicted
         };
         SEQUENCE.store(sequence + 2, Ordering::Release);

@@ -182,17 +182,15 @@ impl OpenTrace {
         if keep_in_scratch {
             move_extras(span_id, extras_mark, extras_from_mark, extras, |_| {});
         } else {
-            let moved = crate::arena::with_scratch(|scratch| {
-                data.move_payloads_to_trace(Some(scratch), arena);
-                move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
-                    extra.move_payload_to_trace(Some(scratch), arena);
-                });
+            // `None` when the scratch is out of reach (taken, or the thread is being torn down): the payloads
+            // then read as `null`, never as other bytes.
+            let scratch = crate::arena::take_scratch();
+            data.move_payloads_to_trace(scratch.as_deref(), arena);
+            move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
+                extra.move_payload_to_trace(scratch.as_deref(), arena);
             });
-            if moved.is_none() {
-                data.move_payloads_to_trace(None, arena);
-                move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
-                    extra.move_payload_to_trace(None, arena);
-                });
+            if let Some(scratch) = scratch {
+                crate::arena::return_scratch(scratch);
             }
         }
         if let Some(data) = slot.take() {

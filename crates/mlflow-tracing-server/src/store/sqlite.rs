@@ -1155,69 +1155,89 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     if trace_ids.is_empty() {
         return Ok(Vec::new());
     }
+    /// A trace's record as read, before its entries and assessments are added.
+    struct Record {
+        experiment_id: i64,
+        has_spans: bool,
+        info: TraceInfo,
+    }
     let ids = rusqlite::params_from_iter(trace_ids.iter());
     let placeholders = vec!["?"; trace_ids.len()].join(", ");
-    let mut records: std::collections::HashMap<String, (i64, TraceInfo)> = connection
-        .prepare_cached(&format!(
-            "SELECT trace_id, experiment_id, client_request_id, request_time, execution_duration, state, \
-             request_preview, response_preview FROM traces WHERE trace_id IN ({placeholders})"
-        ))
-        .map_err(sql_error)?
-        .query_map(ids.clone(), |row| {
-            let trace_id: String = row.get(0)?;
-            let experiment_id: i64 = row.get(1)?;
-            let state: String = row.get(5)?;
-            let info = TraceInfo {
-                trace_id: trace_id.clone(),
-                client_request_id: row.get(2)?,
-                trace_location: TraceLocation::experiment(experiment_id.to_string()),
-                request_time_ms: row.get(3)?,
-                execution_duration_ms: row.get(4)?,
-                state: TraceState::parse(&state).unwrap_or_default(),
-                request_preview: row.get(6)?,
-                response_preview: row.get(7)?,
-                trace_metadata: BTreeMap::new(),
-                tags: BTreeMap::new(),
-                assessments: Vec::new(),
-            };
-            Ok((trace_id, (experiment_id, info)))
-        })
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
-    for table in ["trace_tags", "trace_metadata"] {
+    // Each trace is looked up by id once; its entries are then read by its key.
+    let mut ids_by_key: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut records: std::collections::HashMap<String, Record> = std::collections::HashMap::new();
+    {
         let mut statement = connection
             .prepare_cached(&format!(
-                "SELECT t.trace_id, x.key, x.value FROM {table} x JOIN traces t ON t.trace_key = x.trace_key \
-                 WHERE t.trace_id IN ({placeholders})"
+                "SELECT trace_id, experiment_id, client_request_id, request_time, execution_duration, state, \
+                 request_preview, response_preview, trace_key, \
+                 EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key) \
+                 FROM traces t WHERE trace_id IN ({placeholders})"
             ))
             .map_err(sql_error)?;
         let mut rows = statement.query(ids.clone()).map_err(sql_error)?;
         while let Some(row) = rows.next().map_err(sql_error)? {
             let trace_id: String = row.get(0).map_err(sql_error)?;
-            if let Some((_, info)) = records.get_mut(&trace_id) {
-                let entries = if table == "trace_tags" {
-                    &mut info.tags
-                } else {
-                    &mut info.trace_metadata
-                };
-                entries.insert(
-                    row.get(1).map_err(sql_error)?,
-                    row.get(2).map_err(sql_error)?,
-                );
-            }
+            let experiment_id: i64 = row.get(1).map_err(sql_error)?;
+            let state: String = row.get(5).map_err(sql_error)?;
+            let info = TraceInfo {
+                trace_id: trace_id.clone(),
+                client_request_id: row.get(2).map_err(sql_error)?,
+                trace_location: TraceLocation::experiment(experiment_id.to_string()),
+                request_time_ms: row.get(3).map_err(sql_error)?,
+                execution_duration_ms: row.get(4).map_err(sql_error)?,
+                state: TraceState::parse(&state).unwrap_or_default(),
+                request_preview: row.get(6).map_err(sql_error)?,
+                response_preview: row.get(7).map_err(sql_error)?,
+                trace_metadata: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                assessments: Vec::new(),
+            };
+            ids_by_key.insert(row.get(8).map_err(sql_error)?, trace_id.clone());
+            let has_spans = row.get(9).map_err(sql_error)?;
+            records.insert(
+                trace_id,
+                Record {
+                    experiment_id,
+                    has_spans,
+                    info,
+                },
+            );
         }
     }
-    let with_spans: std::collections::HashSet<String> = connection
-        .prepare_cached(&format!(
-            "SELECT t.trace_id FROM traces t WHERE t.trace_id IN ({placeholders}) \
-             AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key)"
-        ))
-        .map_err(sql_error)?
-        .query_map(ids.clone(), |row| row.get(0))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<i64> = ids_by_key.keys().copied().collect();
+    let key_placeholders = vec!["?"; keys.len()].join(", ");
+    for table in ["trace_tags", "trace_metadata"] {
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT trace_key, key, value FROM {table} WHERE trace_key IN ({key_placeholders})"
+            ))
+            .map_err(sql_error)?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(keys.iter()))
+            .map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let trace_key: i64 = row.get(0).map_err(sql_error)?;
+            let Some(record) = ids_by_key
+                .get(&trace_key)
+                .and_then(|trace_id| records.get_mut(trace_id))
+            else {
+                continue;
+            };
+            let entries = if table == "trace_tags" {
+                &mut record.info.tags
+            } else {
+                &mut record.info.trace_metadata
+            };
+            entries.insert(
+                row.get(1).map_err(sql_error)?,
+                row.get(2).map_err(sql_error)?,
+            );
+        }
+    }
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT trace_id, content FROM assessments WHERE trace_id IN ({placeholders}) \
@@ -1228,8 +1248,10 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     while let Some(row) = rows.next().map_err(sql_error)? {
         let trace_id: String = row.get(0).map_err(sql_error)?;
         let text: String = row.get(1).map_err(sql_error)?;
-        if let Some((_, info)) = records.get_mut(&trace_id) {
-            info.assessments
+        if let Some(record) = records.get_mut(&trace_id) {
+            record
+                .info
+                .assessments
                 .push(serde_json::from_str(&text).map_err(|error| {
                     StoreError::internal(format!("stored assessment unreadable: {error}"))
                 })?);
@@ -1238,12 +1260,16 @@ fn read_trace_infos(connection: &Connection, trace_ids: &[String]) -> StoreResul
     Ok(trace_ids
         .iter()
         .filter_map(|trace_id| {
-            let (experiment_id, mut info) = records.remove(trace_id)?;
+            let Record {
+                experiment_id,
+                has_spans,
+                mut info,
+            } = records.remove(trace_id)?;
             info.tags.insert(
                 keys::TAG_ARTIFACT_LOCATION.to_owned(),
                 artifact_location(&experiment_id.to_string(), trace_id),
             );
-            if with_spans.contains(trace_id) {
+            if has_spans {
                 info.tags.insert(
                     keys::TAG_SPANS_LOCATION.to_owned(),
                     "TRACKING_STORE".to_owned(),
