@@ -6,6 +6,8 @@
 //! Shapes (the same attributes on both sides: span type, function name, inputs and outputs as JSON):
 //! - `trace_fn_child`: a `#[trace]` function `add(a, b)` called under an open parent span;
 //! - `start_span_child`: a child span with `set_inputs`/`set_outputs` of a 3-key map and one attribute;
+//! - `llm_child`: a chat-model child span: inputs of a 1 KB system prompt and a question, outputs of a 0.5 KB
+//!   answer, the model name as an attribute (the payload encoding dominates);
 //! - `disabled`: the `#[trace]` function with tracing disabled, against the plain function.
 //!
 //! Parents close every 100 children so finished traces flow to the export side as in a real program.
@@ -46,6 +48,40 @@ const INPUTS: ThreeKeys = ThreeKeys {
     k: 3,
     temperature: 0.1,
 };
+
+#[derive(Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+}
+
+#[derive(Serialize)]
+struct ChatRequest {
+    messages: Vec<Message>,
+}
+
+fn chat_request() -> ChatRequest {
+    ChatRequest {
+        messages: vec![
+            Message {
+                role: "system",
+                content:
+                    "You are a careful assistant. Answer from the retrieved context only, cite the \
+                          document you used, and say so when the context does not hold the answer. "
+                        .repeat(6),
+            },
+            Message {
+                role: "user",
+                content: "How do I trace an agent that calls tools on several threads?".to_owned(),
+            },
+        ],
+    }
+}
+
+fn chat_answer() -> String {
+    "Start a span in the agent, then carry its context into every thread that calls a tool. "
+        .repeat(6)
+}
 
 /// Lets the export thread finish the queue our spans filled, so that it does not compete with the
 /// OpenTelemetry runs that follow (its batch processor has a thread of its own).
@@ -115,6 +151,23 @@ impl Otel {
             span.set_attribute(KeyValue::new("mlflow.spanOutputs", result.to_string()));
             result
         })
+    }
+
+    fn llm_child(&self, request: &ChatRequest, answer: &str) {
+        let span = self.tracer.start("chat");
+        let context = Context::current_with_span(span);
+        let _attached = context.clone().attach();
+        let span = context.span();
+        span.set_attribute(KeyValue::new("mlflow.spanType", "CHAT_MODEL"));
+        span.set_attribute(KeyValue::new(
+            "mlflow.spanInputs",
+            serde_json::to_string(request).unwrap_or_default(),
+        ));
+        span.set_attribute(KeyValue::new("model", "\"gpt-4o\""));
+        span.set_attribute(KeyValue::new(
+            "mlflow.spanOutputs",
+            serde_json::to_string(answer).unwrap_or_default(),
+        ));
     }
 
     fn child_with_payloads(&self) {
@@ -195,6 +248,40 @@ fn bench_start_span(criterion: &mut Criterion) {
     group.finish();
 }
 
+fn bench_llm_child(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("llm_child");
+    let (request, answer) = (chat_request(), chat_answer());
+    group.bench_function("mlflow_tracing", |bencher| {
+        bencher.iter_custom(|iterations| {
+            timed_under_parents(iterations, |count| {
+                let _parent = start_span("parent");
+                (0..count).for_each(|_| {
+                    let span = mlflow_tracing::span("chat")
+                        .span_type(mlflow_tracing::SpanType::ChatModel)
+                        .start();
+                    span.set_inputs(black_box(&request));
+                    span.set_attribute("model", &"gpt-4o");
+                    span.set_outputs(black_box(&answer));
+                });
+            })
+        })
+    });
+    drain_export_queue();
+    for (name, otel) in [
+        ("otel_simple", Otel::simple()),
+        ("otel_batch", Otel::batch()),
+    ] {
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                timed_under_parents(iterations, |count| {
+                    otel.parent(count, || otel.llm_child(&request, &answer))
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_disabled(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("disabled");
     mlflow_tracing::disable();
@@ -225,7 +312,7 @@ fn print_summary(output: &Path) {
         "{:<18} {:>16} {:>14} {:>14} {:>10} {:>10}",
         "shape", "mlflow-tracing", "otel simple", "otel batch", "x simple", "x batch"
     );
-    for group in ["trace_fn_child", "start_span_child"] {
+    for group in ["trace_fn_child", "start_span_child", "llm_child"] {
         let ours = estimate_ns(output, group, "mlflow_tracing");
         let simple = estimate_ns(output, group, "otel_simple");
         let batch = estimate_ns(output, group, "otel_batch");
@@ -270,6 +357,7 @@ fn main() {
         .configure_from_args();
     bench_trace_fn(&mut criterion);
     bench_start_span(&mut criterion);
+    bench_llm_child(&mut criterion);
     bench_disabled(&mut criterion);
     criterion.final_summary();
     print_summary(&output);

@@ -62,6 +62,7 @@ mod export;
 mod fluent;
 mod http_export;
 mod ids;
+mod json;
 mod live;
 mod pool;
 mod processor;

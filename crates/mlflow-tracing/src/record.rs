@@ -236,7 +236,7 @@ impl Payload {
     /// held whole for a moment, and only its first `limit` bytes are kept.
     fn write_serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
         let before = self.bytes.len();
-        if serde_json::to_writer(&mut self.bytes, value).is_err() {
+        if crate::json::write_value(&mut self.bytes, value).is_err() {
             // The value's Serialize refused (for example a map with non-string keys): use a marker instead.
             self.bytes.truncate(before);
             self.write_json_string("<unserializable value>");
@@ -281,8 +281,7 @@ impl Payload {
     }
 
     fn write_json_string(&mut self, text: &str) {
-        // Writing a &str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.bytes, text);
+        crate::json::write_str(&mut self.bytes, text);
         self.cut_to_limit();
     }
 
