@@ -38,13 +38,7 @@ pub(crate) fn write_value<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), JsonError> {
-    // The writer owns the buffer while it writes: one indirection less on every append.
-    let mut writer = JsonWriter {
-        out: std::mem::take(out),
-    };
-    let written = value.serialize(&mut writer);
-    *out = writer.out;
-    written
+    value.serialize(&mut JsonWriter { out })
 }
 
 /// Appends `text` as a JSON string.
@@ -207,13 +201,13 @@ const RAW_TEXT_STRUCTS: [&str; 2] = [
     "$serde_json::private::Number",
 ];
 
-struct JsonWriter {
-    out: Vec<u8>,
+struct JsonWriter<'a> {
+    out: &'a mut Vec<u8>,
 }
 
 /// An array, object or variant being written.
-struct Compound<'w> {
-    writer: &'w mut JsonWriter,
+struct Compound<'w, 'a> {
+    writer: &'w mut JsonWriter<'a>,
     first: bool,
     kind: Kind,
 }
@@ -230,9 +224,9 @@ enum Kind {
     RawText,
 }
 
-impl<'w> Compound<'w> {
+impl<'w, 'a> Compound<'w, 'a> {
     #[inline]
-    fn open(writer: &'w mut JsonWriter, kind: Kind) -> Compound<'w> {
+    fn open(writer: &'w mut JsonWriter<'a>, kind: Kind) -> Compound<'w, 'a> {
         match kind {
             Kind::Array | Kind::ArrayVariant => writer.out.push(b'['),
             Kind::Object | Kind::ObjectVariant => writer.out.push(b'{'),
@@ -246,9 +240,9 @@ impl<'w> Compound<'w> {
     }
 
     /// Opens `{"variant":` and then the array or object.
-    fn variant(writer: &'w mut JsonWriter, variant: &str, kind: Kind) -> Compound<'w> {
+    fn variant(writer: &'w mut JsonWriter<'a>, variant: &str, kind: Kind) -> Compound<'w, 'a> {
         writer.out.push(b'{');
-        write_str(&mut writer.out, variant);
+        write_str(writer.out, variant);
         writer.out.push(b':');
         Compound::open(writer, kind)
     }
@@ -271,17 +265,17 @@ impl<'w> Compound<'w> {
     #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), JsonError> {
         if self.kind == Kind::RawText {
-            return write_raw_text(&mut self.writer.out, value);
+            return write_raw_text(self.writer.out, value);
         }
         self.separate();
-        write_str(&mut self.writer.out, key);
+        write_str(self.writer.out, key);
         self.writer.out.push(b':');
         value.serialize(&mut *self.writer)
     }
 
     #[inline]
     fn close(self) -> Result<(), JsonError> {
-        let out = &mut self.writer.out;
+        let out = &mut *self.writer.out;
         match self.kind {
             Kind::Array => out.push(b']'),
             Kind::Object => out.push(b'}'),
@@ -316,16 +310,16 @@ macro_rules! write_integers {
     )*};
 }
 
-impl<'w> ser::Serializer for &'w mut JsonWriter {
+impl<'w, 'a> ser::Serializer for &'w mut JsonWriter<'a> {
     type Ok = ();
     type Error = JsonError;
-    type SerializeSeq = Compound<'w>;
-    type SerializeTuple = Compound<'w>;
-    type SerializeTupleStruct = Compound<'w>;
-    type SerializeTupleVariant = Compound<'w>;
-    type SerializeMap = Compound<'w>;
-    type SerializeStruct = Compound<'w>;
-    type SerializeStructVariant = Compound<'w>;
+    type SerializeSeq = Compound<'w, 'a>;
+    type SerializeTuple = Compound<'w, 'a>;
+    type SerializeTupleStruct = Compound<'w, 'a>;
+    type SerializeTupleVariant = Compound<'w, 'a>;
+    type SerializeMap = Compound<'w, 'a>;
+    type SerializeStruct = Compound<'w, 'a>;
+    type SerializeStructVariant = Compound<'w, 'a>;
 
     fn serialize_bool(self, value: bool) -> Result<(), JsonError> {
         self.out
@@ -339,24 +333,24 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
     );
 
     fn serialize_f32(self, value: f32) -> Result<(), JsonError> {
-        write_f32(&mut self.out, value);
+        write_f32(self.out, value);
         Ok(())
     }
 
     #[inline]
     fn serialize_f64(self, value: f64) -> Result<(), JsonError> {
-        write_f64(&mut self.out, value);
+        write_f64(self.out, value);
         Ok(())
     }
 
     fn serialize_char(self, value: char) -> Result<(), JsonError> {
-        write_str(&mut self.out, value.encode_utf8(&mut [0; 4]));
+        write_str(self.out, value.encode_utf8(&mut [0; 4]));
         Ok(())
     }
 
     #[inline]
     fn serialize_str(self, value: &str) -> Result<(), JsonError> {
-        write_str(&mut self.out, value);
+        write_str(self.out, value);
         Ok(())
     }
 
@@ -396,7 +390,7 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), JsonError> {
-        write_str(&mut self.out, variant);
+        write_str(self.out, variant);
         Ok(())
     }
 
@@ -416,18 +410,18 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
         value: &T,
     ) -> Result<(), JsonError> {
         self.out.push(b'{');
-        write_str(&mut self.out, variant);
+        write_str(self.out, variant);
         self.out.push(b':');
         value.serialize(&mut *self)?;
         self.out.push(b'}');
         Ok(())
     }
 
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'w>, JsonError> {
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::open(self, Kind::Array))
     }
 
-    fn serialize_tuple(self, _len: usize) -> Result<Compound<'w>, JsonError> {
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::open(self, Kind::Array))
     }
 
@@ -435,7 +429,7 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<Compound<'w>, JsonError> {
+    ) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::open(self, Kind::Array))
     }
 
@@ -445,16 +439,20 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'w>, JsonError> {
+    ) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::variant(self, variant, Kind::ArrayVariant))
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'w>, JsonError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::open(self, Kind::Object))
     }
 
     #[inline]
-    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Compound<'w>, JsonError> {
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w, 'a>, JsonError> {
         if RAW_TEXT_STRUCTS.contains(&name) {
             return Ok(Compound::open(self, Kind::RawText));
         }
@@ -467,16 +465,16 @@ impl<'w> ser::Serializer for &'w mut JsonWriter {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'w>, JsonError> {
+    ) -> Result<Compound<'w, 'a>, JsonError> {
         Ok(Compound::variant(self, variant, Kind::ObjectVariant))
     }
 
     fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<(), JsonError> {
-        write_display(&mut self.out, value)
+        write_display(self.out, value)
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
+impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
@@ -489,7 +487,7 @@ impl ser::SerializeSeq for Compound<'_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_> {
+impl ser::SerializeTuple for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
@@ -502,7 +500,7 @@ impl ser::SerializeTuple for Compound<'_> {
     }
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
+impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
@@ -515,7 +513,7 @@ impl ser::SerializeTupleStruct for Compound<'_> {
     }
 }
 
-impl ser::SerializeTupleVariant for Compound<'_> {
+impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
@@ -528,14 +526,14 @@ impl ser::SerializeTupleVariant for Compound<'_> {
     }
 }
 
-impl ser::SerializeMap for Compound<'_> {
+impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), JsonError> {
         self.separate();
         key.serialize(MapKey {
-            out: &mut self.writer.out,
+            out: self.writer.out,
         })
     }
 
@@ -549,7 +547,7 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
+impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
@@ -567,7 +565,7 @@ impl ser::SerializeStruct for Compound<'_> {
     }
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
+impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = JsonError;
 
