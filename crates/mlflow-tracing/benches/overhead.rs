@@ -187,15 +187,20 @@ impl Otel {
     }
 }
 
-fn bench_trace_fn(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("trace_fn_child");
+/// Times one span shape: `ours` as a child of our parent span, then `theirs` under OpenTelemetry's simple
+/// and batch processors.
+fn bench_shape(
+    criterion: &mut Criterion,
+    shape: &str,
+    mut ours: impl FnMut(),
+    theirs: impl Fn(&Otel),
+) {
+    let mut group = criterion.benchmark_group(shape);
     group.bench_function("mlflow_tracing", |bencher| {
         bencher.iter_custom(|iterations| {
             timed_under_parents(iterations, |count| {
                 let _parent = start_span("parent");
-                (0..count).for_each(|_| {
-                    black_box(add(black_box(1), black_box(2)));
-                });
+                (0..count).for_each(|_| ours());
             })
         })
     });
@@ -206,80 +211,55 @@ fn bench_trace_fn(criterion: &mut Criterion) {
     ] {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
-                timed_under_parents(iterations, |count| {
-                    otel.parent(count, || {
-                        black_box(otel.traced_add(black_box(1), black_box(2)));
-                    })
-                })
+                timed_under_parents(iterations, |count| otel.parent(count, || theirs(&otel)))
             })
         });
     }
     group.finish();
+}
+
+fn bench_trace_fn(criterion: &mut Criterion) {
+    bench_shape(
+        criterion,
+        "trace_fn_child",
+        || {
+            black_box(add(black_box(1), black_box(2)));
+        },
+        |otel| {
+            black_box(otel.traced_add(black_box(1), black_box(2)));
+        },
+    );
 }
 
 fn bench_start_span(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("start_span_child");
-    group.bench_function("mlflow_tracing", |bencher| {
-        bencher.iter_custom(|iterations| {
-            timed_under_parents(iterations, |count| {
-                let _parent = start_span("parent");
-                (0..count).for_each(|_| {
-                    let span = start_span("step");
-                    span.set_inputs(black_box(&INPUTS));
-                    span.set_attribute("retriever", &"bm25");
-                    span.set_outputs(black_box(&INPUTS));
-                });
-            })
-        })
-    });
-    drain_export_queue();
-    for (name, otel) in [
-        ("otel_simple", Otel::simple()),
-        ("otel_batch", Otel::batch()),
-    ] {
-        group.bench_function(name, |bencher| {
-            bencher.iter_custom(|iterations| {
-                timed_under_parents(iterations, |count| {
-                    otel.parent(count, || otel.child_with_payloads())
-                })
-            })
-        });
-    }
-    group.finish();
+    bench_shape(
+        criterion,
+        "start_span_child",
+        || {
+            let span = start_span("step");
+            span.set_inputs(black_box(&INPUTS));
+            span.set_attribute("retriever", &"bm25");
+            span.set_outputs(black_box(&INPUTS));
+        },
+        Otel::child_with_payloads,
+    );
 }
 
 fn bench_llm_child(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("llm_child");
     let (request, answer) = (chat_request(), chat_answer());
-    group.bench_function("mlflow_tracing", |bencher| {
-        bencher.iter_custom(|iterations| {
-            timed_under_parents(iterations, |count| {
-                let _parent = start_span("parent");
-                (0..count).for_each(|_| {
-                    let span = mlflow_tracing::span("chat")
-                        .span_type(mlflow_tracing::SpanType::ChatModel)
-                        .start();
-                    span.set_inputs(black_box(&request));
-                    span.set_attribute("model", &"gpt-4o");
-                    span.set_outputs(black_box(&answer));
-                });
-            })
-        })
-    });
-    drain_export_queue();
-    for (name, otel) in [
-        ("otel_simple", Otel::simple()),
-        ("otel_batch", Otel::batch()),
-    ] {
-        group.bench_function(name, |bencher| {
-            bencher.iter_custom(|iterations| {
-                timed_under_parents(iterations, |count| {
-                    otel.parent(count, || otel.llm_child(&request, &answer))
-                })
-            })
-        });
-    }
-    group.finish();
+    bench_shape(
+        criterion,
+        "llm_child",
+        || {
+            let span = mlflow_tracing::span("chat")
+                .span_type(mlflow_tracing::SpanType::ChatModel)
+                .start();
+            span.set_inputs(black_box(&request));
+            span.set_attribute("model", &"gpt-4o");
+            span.set_outputs(black_box(&answer));
+        },
+        |otel| otel.llm_child(&request, &answer),
+    );
 }
 
 fn bench_disabled(criterion: &mut Criterion) {
