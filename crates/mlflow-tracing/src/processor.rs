@@ -24,7 +24,7 @@ use mlflow_tracing_core::{
 
 use crate::config;
 use crate::export::Exporter;
-use crate::span_data::Extra;
+use crate::span_data::{Extra, SpanData};
 use crate::trace_state::{self, FinishedTrace};
 
 const MAX_BATCH: usize = 512;
@@ -235,24 +235,58 @@ impl Worker {
     }
 }
 
+/// Whether each span's extras form one run in the list, in the order of the spans: spans that end on a
+/// thread's stack or through the client API add theirs together as they end, under the lock that records
+/// them. Changes applied when the trace completed (to spans another thread's stack held) come later, out of
+/// order.
+fn extras_in_span_order(spans: &[SpanData], extras: &[(SpanId, Extra)]) -> bool {
+    let mut at = 0;
+    for span in spans {
+        while extras
+            .get(at)
+            .is_some_and(|(owner, _)| *owner == span.span_id)
+        {
+            at += 1;
+        }
+    }
+    at == extras.len()
+}
+
 /// Builds the model's trace: spans parents-first, the derived record, then what the user set.
 fn build_trace(finished: FinishedTrace) -> Trace {
     let trace_id = finished.trace_id;
     let request_id_json = JsonText::from_str_value(&trace_id.to_mlflow());
     let arena = finished.arena;
     let root_scratch = finished.root_scratch;
-    let mut extras_by_span: HashMap<SpanId, Vec<Extra>> = HashMap::new();
-    for (span_id, extra) in finished.extras {
-        extras_by_span.entry(span_id).or_default().push(extra);
-    }
     let mut span_list = finished.spans;
-    let mut spans: Vec<Span> = span_list
-        .drain(..)
-        .map(|data| {
-            let extras = extras_by_span.remove(&data.span_id).unwrap_or_default();
-            data.into_span(trace_id, &request_id_json, (&arena, &root_scratch), extras)
-        })
-        .collect();
+    let resources = (arena.as_slice(), root_scratch.as_slice());
+    let mut spans: Vec<Span> = if extras_in_span_order(&span_list, &finished.extras) {
+        let mut extras = finished.extras.into_iter();
+        span_list
+            .drain(..)
+            .map(|data| {
+                let own = extras
+                    .as_slice()
+                    .iter()
+                    .take_while(|(owner, _)| *owner == data.span_id)
+                    .count();
+                let own = extras.by_ref().take(own).map(|(_, extra)| extra);
+                data.into_span(trace_id, &request_id_json, resources, own)
+            })
+            .collect()
+    } else {
+        let mut extras_by_span: HashMap<SpanId, Vec<Extra>> = HashMap::new();
+        for (span_id, extra) in finished.extras {
+            extras_by_span.entry(span_id).or_default().push(extra);
+        }
+        span_list
+            .drain(..)
+            .map(|data| {
+                let own = extras_by_span.remove(&data.span_id).unwrap_or_default();
+                data.into_span(trace_id, &request_id_json, resources, own.into_iter())
+            })
+            .collect()
+    };
     crate::pool::recycle_span_list(span_list);
     crate::pool::recycle_arena(arena);
     crate::pool::recycle_arena(root_scratch);
@@ -314,4 +348,91 @@ fn source_metadata() -> &'static [(&'static str, String)] {
         .filter(|(_, value)| !value.is_empty())
         .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use mlflow_tracing_core::TraceId;
+
+    use super::*;
+    use crate::arena::PayloadText;
+    use crate::trace_state::TraceUpdates;
+
+    fn finished(spans: &[SpanId], extras: &[(SpanId, &'static str)]) -> FinishedTrace {
+        let root = spans[0];
+        let spans = spans
+            .iter()
+            .map(|&span_id| {
+                let parent = (span_id != root).then_some(root);
+                let mut data = SpanData::new(
+                    span_id,
+                    parent,
+                    Cow::Borrowed("step"),
+                    Cow::Borrowed("TOOL"),
+                );
+                data.end_at(data.start_ns + 5);
+                data
+            })
+            .collect();
+        let extras = extras
+            .iter()
+            .map(|&(owner, json)| {
+                (
+                    owner,
+                    Extra::Attribute(Cow::Borrowed("n"), PayloadText::Static(json)),
+                )
+            })
+            .collect();
+        FinishedTrace {
+            trace_id: TraceId([7; 16]),
+            experiment_id: None,
+            spans,
+            arena: Vec::new(),
+            root_scratch: Vec::new(),
+            extras,
+            updates: TraceUpdates::default(),
+            forced_error: None,
+        }
+    }
+
+    #[test]
+    fn extras_are_in_span_order_only_when_each_span_has_one_run_at_its_place() {
+        let (a, b, c) = (SpanId([1; 8]), SpanId([2; 8]), SpanId([3; 8]));
+        let order = |extras: &[(SpanId, &'static str)]| {
+            let trace = finished(&[a, b], extras);
+            extras_in_span_order(&trace.spans, &trace.extras)
+        };
+        assert!(order(&[]));
+        assert!(order(&[(a, "1"), (a, "2"), (b, "3")]));
+        assert!(order(&[(b, "3")]));
+        assert!(!order(&[(b, "3"), (a, "1")]));
+        assert!(!order(&[(a, "1"), (b, "3"), (a, "2")]));
+        assert!(!order(&[(c, "4")]));
+    }
+
+    #[test]
+    fn extras_reach_their_spans_in_order_or_not() {
+        let (a, b) = (SpanId([1; 8]), SpanId([2; 8]));
+        let attribute = |trace: &Trace, span_id: SpanId| {
+            let span = trace
+                .data
+                .spans
+                .iter()
+                .find(|span| span.span_id == span_id)
+                .expect("span");
+            span.attributes
+                .get("n")
+                .map(|json| json.as_str().to_owned())
+        };
+        // In order: a's two values (the later wins), then b's. Out of order: the same extras, b's first and
+        // one of a's after it, as changes applied at completion arrive.
+        let in_order = build_trace(finished(&[a, b], &[(a, "1"), (a, "2"), (b, "3")]));
+        let out_of_order = build_trace(finished(&[a, b], &[(a, "1"), (b, "3"), (a, "2")]));
+        for trace in [&in_order, &out_of_order] {
+            assert_eq!(attribute(trace, a).as_deref(), Some("2"));
+            assert_eq!(attribute(trace, b).as_deref(), Some("3"));
+        }
+    }
 }

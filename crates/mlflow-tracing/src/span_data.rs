@@ -155,7 +155,7 @@ impl SpanData {
         trace_id: TraceId,
         request_id_json: &JsonText,
         (arena, root_scratch): (&[u8], &[u8]),
-        extras: Vec<Extra>,
+        extras: impl ExactSizeIterator<Item = Extra>,
     ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
         let mut attributes =
@@ -278,7 +278,7 @@ mod tests {
             trace_id,
             &JsonText::from_str_value(&trace_id.to_mlflow()),
             (&[], &[]),
-            extras,
+            extras.into_iter(),
         );
         let keys: Vec<_> = span.attributes.keys().map(|key| key.as_ref()).collect();
         assert_eq!(
