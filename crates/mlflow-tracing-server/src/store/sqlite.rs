@@ -1505,6 +1505,64 @@ fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> 
         .collect()
 }
 
+/// Creates a trace's record from its spans, or brings the spans' changes to it: with the root, the record
+/// follows the root; without, its time span widens to cover the spans. Once the client's own record arrived
+/// (`info_finalized`), spans no longer change it. One statement: the trace-id index is descended once.
+fn upsert_trace_record(
+    connection: &Connection,
+    experiment_id: i64,
+    trace_id: &str,
+    prepared: &PreparedTrace,
+) -> StoreResult<i64> {
+    let end_ms = prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms);
+    let key = |row: &rusqlite::Row<'_>| row.get(0);
+    match &prepared.root {
+        Some(root) => connection
+            .prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, execution_duration, state, \
+                 request_preview, response_preview) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (trace_id) DO UPDATE SET \
+                 request_time = iif(info_finalized, request_time, excluded.request_time), \
+                 execution_duration = iif(info_finalized, execution_duration, excluded.execution_duration), \
+                 state = iif(info_finalized, state, excluded.state), \
+                 request_preview = iif(info_finalized, request_preview, excluded.request_preview), \
+                 response_preview = iif(info_finalized, response_preview, excluded.response_preview), \
+                 end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, excluded.end_time), excluded.end_time)) \
+                 RETURNING trace_key",
+            )
+            .map_err(sql_error)?
+            .query_row(
+                params![
+                    trace_id,
+                    experiment_id,
+                    root.request_time_ms,
+                    end_ms,
+                    root.execution_duration_ms,
+                    root.state.as_str(),
+                    root.request_preview,
+                    root.response_preview,
+                ],
+                key,
+            )
+            .map_err(sql_error),
+        None => connection
+            .prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+                 VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') \
+                 ON CONFLICT (trace_id) DO UPDATE SET \
+                 request_time = iif(info_finalized, request_time, MIN(request_time, excluded.request_time)), \
+                 end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, excluded.end_time), excluded.end_time)) \
+                 RETURNING trace_key",
+            )
+            .map_err(sql_error)?
+            .query_row(
+                params![trace_id, experiment_id, prepared.earliest_start_ms, end_ms],
+                key,
+            )
+            .map_err(sql_error),
+    }
+}
+
 /// Writes prepared spans and the record changes they bring.
 fn store_spans(
     connection: &Connection,
@@ -1516,26 +1574,15 @@ fn store_spans(
     require_experiment(connection, experiment_id)?;
     let mut stored = 0;
     for prepared in traces {
-        // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`.
-        let trace_key = match resolve_trace(connection, &prepared.trace_id)? {
-            Some((_, trace_key)) => trace_key,
-            None => connection
-                .prepare_cached(
-                    "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
-                     VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') RETURNING trace_key",
-                )
-                .map_err(sql_error)?
-                .query_row(
-                    params![
-                        prepared.trace_id,
-                        experiment_id,
-                        prepared.earliest_start_ms,
-                        prepared.latest_end_ms
-                    ],
-                    |row| row.get(0),
-                )
-                .map_err(sql_error)?,
+        // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`, which needs
+        // no lookup before the upsert.
+        let stored_id = if normalize_trace_id(&prepared.trace_id) == prepared.trace_id {
+            None
+        } else {
+            resolve_trace(connection, &prepared.trace_id)?.map(|(trace_id, _)| trace_id)
         };
+        let trace_id = stored_id.as_deref().unwrap_or(&prepared.trace_id);
+        let trace_key = upsert_trace_record(connection, experiment_id, trace_id, prepared)?;
         let mut insert = connection
             .prepare_cached(
                 "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
@@ -1561,42 +1608,12 @@ fn store_spans(
                 .map_err(sql_error)?;
             stored += 1;
         }
-        match &prepared.root {
-            // Until the client's own record arrives, the record follows the root.
-            Some(root) => {
-                connection
-                    .prepare_cached(
-                        "UPDATE traces SET request_time = ?2, execution_duration = ?3, state = ?4, request_preview = ?5, \
-                         response_preview = ?6, end_time = MAX(COALESCE(end_time, ?7), ?7) \
-                         WHERE trace_key = ?1 AND info_finalized = 0",
-                    )
-                    .map_err(sql_error)?
-                    .execute(params![
-                        trace_key,
-                        root.request_time_ms,
-                        root.execution_duration_ms,
-                        root.state.as_str(),
-                        root.request_preview,
-                        root.response_preview,
-                        prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms),
-                    ])
-                    .map_err(sql_error)?;
-                for (key, value) in &root.tags {
-                    put_entry(connection, "trace_tags", trace_key, key, value, false)?;
-                }
-                for (key, value) in &root.metadata {
-                    put_entry(connection, "trace_metadata", trace_key, key, value, false)?;
-                }
+        if let Some(root) = &prepared.root {
+            for (key, value) in &root.tags {
+                put_entry(connection, "trace_tags", trace_key, key, value, false)?;
             }
-            None => {
-                connection
-                    .prepare_cached(
-                        "UPDATE traces SET request_time = MIN(request_time, ?2), end_time = MAX(COALESCE(end_time, ?3), ?3) \
-                         WHERE trace_key = ?1 AND info_finalized = 0",
-                    )
-                    .map_err(sql_error)?
-                    .execute(params![trace_key, prepared.earliest_start_ms, prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms)])
-                    .map_err(sql_error)?;
+            for (key, value) in &root.metadata {
+                put_entry(connection, "trace_metadata", trace_key, key, value, false)?;
             }
         }
         for (key, value) in resource_tags {

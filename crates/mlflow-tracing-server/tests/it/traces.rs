@@ -125,6 +125,37 @@ async fn record_then_spans_and_repeats_give_the_same_trace() {
 }
 
 #[tokio::test]
+async fn spans_after_the_clients_record_leave_it_as_the_client_wrote_it() {
+    let server = server_with_experiments(2).await;
+    let (_, spans) = captured_spans();
+    let mut request = fixture_json("wire/v3_start_trace_v3_pipeline.json")["req_body"].clone();
+    let info = &mut request["trace"]["trace_info"];
+    info["request_preview"] = json!("the client's own preview");
+    info["response_preview"] = json!("the client's own answer");
+    info["state"] = json!("ERROR");
+    info["execution_duration"] = json!("4.5s");
+    server
+        .json("POST", "/api/3.0/mlflow/traces", &request)
+        .await
+        .assert_ok("");
+    // The root's spans would derive other previews, an OK state and another duration.
+    post_spans(&server, &spans).await;
+    post_spans(&server, &spans[..1]).await;
+
+    let info = server
+        .get(&format!(
+            "/api/3.0/mlflow/traces/{TRACE_ID}?trace_id={TRACE_ID}"
+        ))
+        .await
+        .json();
+    let info = &info["trace"]["trace_info"];
+    assert_eq!(info["request_preview"], "the client's own preview");
+    assert_eq!(info["response_preview"], "the client's own answer");
+    assert_eq!(info["state"], "ERROR");
+    assert_eq!(info["execution_duration"], "4.500s");
+}
+
+#[tokio::test]
 async fn spans_alone_make_a_trace_derived_from_the_root() {
     let server = server_with_experiments(2).await;
     let (_, spans) = captured_spans();
