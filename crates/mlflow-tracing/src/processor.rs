@@ -235,10 +235,10 @@ impl Worker {
     }
 }
 
-/// Whether each span's extras form one run in the list, in the order of the spans: spans that end on a
-/// thread's stack or through the client API add theirs together as they end, under the lock that records
-/// them. Changes applied when the trace completed (to spans another thread's stack held) come later, out of
-/// order.
+/// Whether each span's extras form one run in the list, in the order of the spans, so that each span takes
+/// the run at the front: spans that end on a thread's stack or through the client API add theirs together as
+/// they end, under the lock that records them. Changes applied when the trace completed (to spans another
+/// thread's stack held) come later, out of order.
 fn extras_in_span_order(spans: &[SpanData], extras: &[(SpanId, Extra)]) -> bool {
     let mut at = 0;
     for span in spans {
@@ -259,34 +259,32 @@ fn build_trace(finished: FinishedTrace) -> Trace {
     let arena = finished.arena;
     let root_scratch = finished.root_scratch;
     let mut span_list = finished.spans;
+    let mut extras = finished.extras;
+    if !extras_in_span_order(&span_list, &extras) {
+        // Each span's extras together, in the order of the spans, each span's in their own order; extras of
+        // spans that were not kept (over the cap) go.
+        let position: HashMap<SpanId, usize> = span_list
+            .iter()
+            .enumerate()
+            .map(|(position, span)| (span.span_id, position))
+            .collect();
+        extras.retain(|(owner, _)| position.contains_key(owner));
+        extras.sort_by_key(|(owner, _)| position.get(owner).copied());
+    }
     let resources = (arena.as_slice(), root_scratch.as_slice());
-    let mut spans: Vec<Span> = if extras_in_span_order(&span_list, &finished.extras) {
-        let mut extras = finished.extras.into_iter();
-        span_list
-            .drain(..)
-            .map(|data| {
-                let own = extras
-                    .as_slice()
-                    .iter()
-                    .take_while(|(owner, _)| *owner == data.span_id)
-                    .count();
-                let own = extras.by_ref().take(own).map(|(_, extra)| extra);
-                data.into_span(trace_id, &request_id_json, resources, own)
-            })
-            .collect()
-    } else {
-        let mut extras_by_span: HashMap<SpanId, Vec<Extra>> = HashMap::new();
-        for (span_id, extra) in finished.extras {
-            extras_by_span.entry(span_id).or_default().push(extra);
-        }
-        span_list
-            .drain(..)
-            .map(|data| {
-                let own = extras_by_span.remove(&data.span_id).unwrap_or_default();
-                data.into_span(trace_id, &request_id_json, resources, own.into_iter())
-            })
-            .collect()
-    };
+    let mut extras = extras.into_iter();
+    let mut spans: Vec<Span> = span_list
+        .drain(..)
+        .map(|data| {
+            let own = extras
+                .as_slice()
+                .iter()
+                .take_while(|(owner, _)| *owner == data.span_id)
+                .count();
+            let own = extras.by_ref().take(own).map(|(_, extra)| extra);
+            data.into_span(trace_id, &request_id_json, resources, own)
+        })
+        .collect();
     crate::pool::recycle_span_list(span_list);
     crate::pool::recycle_arena(arena);
     crate::pool::recycle_arena(root_scratch);
@@ -427,9 +425,11 @@ mod tests {
                 .map(|json| json.as_str().to_owned())
         };
         // In order: a's two values (the later wins), then b's. Out of order: the same extras, b's first and
-        // one of a's after it, as changes applied at completion arrive.
+        // one of a's after it, as changes applied at completion arrive, and one of a span that was not kept.
+        let c = SpanId([3; 8]);
         let in_order = build_trace(finished(&[a, b], &[(a, "1"), (a, "2"), (b, "3")]));
-        let out_of_order = build_trace(finished(&[a, b], &[(a, "1"), (b, "3"), (a, "2")]));
+        let out_of_order =
+            build_trace(finished(&[a, b], &[(a, "1"), (c, "4"), (b, "3"), (a, "2")]));
         for trace in [&in_order, &out_of_order] {
             assert_eq!(attribute(trace, a).as_deref(), Some("2"));
             assert_eq!(attribute(trace, b).as_deref(), Some("3"));

@@ -1420,6 +1420,8 @@ struct PreparedSpan {
 struct PreparedTrace {
     /// `tr-<hex>` of the spans, or the upload's trace id.
     trace_id: String,
+    /// The id is the upload's, in whatever spelling its client used (a v2 request id is bare hex).
+    named_by_upload: bool,
     earliest_start_ms: i64,
     latest_end_ms: Option<i64>,
     spans: Vec<PreparedSpan>,
@@ -1440,14 +1442,20 @@ struct RootRecord {
 /// Groups spans by trace and computes everything the writer needs, so the single writer only runs SQL.
 /// With `into_trace` all spans belong to that trace (see [`Store::log_spans`]).
 fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> Vec<PreparedTrace> {
-    let mut by_trace: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
+    // By the spans' own trace id; an upload's spans all go to its trace, whatever ids they carry.
+    let mut by_trace: BTreeMap<TraceId, Vec<&Span>> = BTreeMap::new();
     for span in spans {
-        let trace_id = into_trace.map_or_else(|| span.trace_id.to_mlflow(), str::to_owned);
-        by_trace.entry(trace_id).or_default().push(span);
+        let key = if into_trace.is_some() {
+            TraceId::default()
+        } else {
+            span.trace_id
+        };
+        by_trace.entry(key).or_default().push(span);
     }
     by_trace
         .into_iter()
-        .map(|(trace_id, trace_spans)| {
+        .map(|(key, trace_spans)| {
+            let trace_id = into_trace.map_or_else(|| key.to_mlflow(), str::to_owned);
             let earliest_start = trace_spans
                 .iter()
                 .map(|span| span.start_time_unix_nano)
@@ -1496,6 +1504,7 @@ fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> 
                 .collect();
             PreparedTrace {
                 trace_id,
+                named_by_upload: into_trace.is_some(),
                 earliest_start_ms: mlflow_tracing_core::trace::nanos_to_millis(earliest_start),
                 latest_end_ms: latest_end.map(mlflow_tracing_core::trace::nanos_to_millis),
                 spans,
@@ -1574,12 +1583,12 @@ fn store_spans(
     require_experiment(connection, experiment_id)?;
     let mut stored = 0;
     for prepared in traces {
-        // An upload names its trace in any spelling; the spans of OTLP always use `tr-<hex>`, which needs
-        // no lookup before the upsert.
-        let stored_id = if normalize_trace_id(&prepared.trace_id) == prepared.trace_id {
-            None
-        } else {
+        // An upload names its trace in any spelling, so it is looked up first; the spans of OTLP always
+        // use `tr-<hex>`, which the upsert finds itself.
+        let stored_id = if prepared.named_by_upload {
             resolve_trace(connection, &prepared.trace_id)?.map(|(trace_id, _)| trace_id)
+        } else {
+            None
         };
         let trace_id = stored_id.as_deref().unwrap_or(&prepared.trace_id);
         let trace_key = upsert_trace_record(connection, experiment_id, trace_id, prepared)?;
