@@ -13,6 +13,9 @@ pub mod span;
 pub mod time;
 pub mod trace;
 
+#[cfg(test)]
+mod test_random;
+
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
     AttributeKey, Attributes, EventAttributes, JsonText, Span, SpanEvent, SpanLink, SpanStatus,

@@ -199,9 +199,7 @@ impl Random {
 /// One trace of `spans` spans: a root and children, as an agent makes them.
 fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
     let trace_id = random.trace_id();
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let start = now_nanos();
     let root_id = random.span_id();
     (0..spans)
         .map(|index| {
@@ -243,13 +241,17 @@ fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
         .collect()
 }
 
-/// An encoded export request and where every trace and span id sits in it: a client makes the next request by
-/// writing fresh ids over the old ones, so the load measures the server, not the client's encoder.
+/// An encoded export request and where every id and timestamp sits in it: a client makes the next request by
+/// writing fresh ids and the current time over the old ones, so the load measures the server, not the
+/// client's encoder, and its traces arrive as a real client's do: new ids, starting now.
 pub(crate) struct RequestTemplate {
     body: Vec<u8>,
     /// For each distinct id of the template: its length (16 or 8) and every offset it occurs at (a root's id
     /// also occurs as its children's parent id).
     ids: Vec<(usize, Vec<usize>)>,
+    /// For each distinct timestamp (a `fixed64`, little-endian): nanoseconds after the template's earliest,
+    /// and every offset it occurs at.
+    times: Vec<(u64, Vec<usize>)>,
 }
 
 impl RequestTemplate {
@@ -263,30 +265,40 @@ impl RequestTemplate {
     /// A template of these spans; their ids must be random, so no other bytes of the body match them.
     pub(crate) fn from_spans(spans: &[Span]) -> RequestTemplate {
         let body = export_request(spans, &EventAttributes::new()).encode_to_vec();
-        let mut distinct: Vec<Vec<u8>> = Vec::new();
+        let mut ids: Vec<Vec<u8>> = Vec::new();
+        let mut times: Vec<u64> = Vec::new();
         for span in spans {
             for id in [span.trace_id.0.to_vec(), span.span_id.0.to_vec()] {
-                if !distinct.contains(&id) {
-                    distinct.push(id);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            let events = span.events.iter().map(|event| event.time_unix_nano);
+            for time in [Some(span.start_time_unix_nano), span.end_time_unix_nano]
+                .into_iter()
+                .flatten()
+                .chain(events)
+            {
+                if !times.contains(&time) {
+                    times.push(time);
                 }
             }
         }
-        let ids = distinct
-            .into_iter()
-            .map(|id| {
-                let offsets = body
-                    .windows(id.len())
-                    .enumerate()
-                    .filter(|(_, window)| *window == id.as_slice())
-                    .map(|(offset, _)| offset)
-                    .collect();
-                (id.len(), offsets)
-            })
-            .collect();
-        RequestTemplate { body, ids }
+        let earliest = times.iter().copied().min().unwrap_or(0);
+        RequestTemplate {
+            ids: ids
+                .into_iter()
+                .map(|id| (id.len(), offsets_of(&body, &id)))
+                .collect(),
+            times: times
+                .into_iter()
+                .map(|time| (time - earliest, offsets_of(&body, &time.to_le_bytes())))
+                .collect(),
+            body,
+        }
     }
 
-    /// The template with new ids: new traces, same shape.
+    /// The template with new ids and times: new traces, same shape, starting now.
     pub(crate) fn fresh(&mut self, random: &mut Random) -> &[u8] {
         for (length, offsets) in &self.ids {
             let id = random.bytes16();
@@ -294,13 +306,33 @@ impl RequestTemplate {
                 self.body[*offset..*offset + length].copy_from_slice(&id[..*length]);
             }
         }
+        let now = now_nanos();
+        for (after_earliest, offsets) in &self.times {
+            let time = (now + after_earliest).to_le_bytes();
+            for offset in offsets {
+                self.body[*offset..*offset + time.len()].copy_from_slice(&time);
+            }
+        }
         &self.body
     }
 }
 
-/// The HTTP client of a load or bench thread. Every phase of a request has `limit` except resolving the
-/// address: ureq resolves it again for every request, and a limit on that makes it spawn a thread per request
-/// (it cost the load generator as much CPU as the rest of its work). The target is an IP literal anyway.
+/// Every offset at which `needle` occurs in `body`.
+fn offsets_of(body: &[u8], needle: &[u8]) -> Vec<usize> {
+    body.windows(needle.len())
+        .enumerate()
+        .filter(|(_, window)| *window == needle)
+        .map(|(offset, _)| offset)
+        .collect()
+}
+
+/// The system clock in nanoseconds since the Unix epoch.
+pub(crate) fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
 pub(crate) fn client_agent(limit: Duration) -> ureq::Agent {
     let limit = Some(limit);
     ureq::Agent::config_builder()
@@ -453,4 +485,53 @@ pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
         reports.push(report);
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use mlflow_tracing_core::codec::otlp::spans_from_request;
+    use mlflow_tracing_core::otlp_proto::collector::trace::v1::ExportTraceServiceRequest;
+
+    use super::*;
+
+    fn decode(body: &[u8]) -> Vec<Span> {
+        let request = ExportTraceServiceRequest::decode(body).unwrap();
+        spans_from_request(&request)
+            .unwrap()
+            .into_iter()
+            .flat_map(|batch| batch.spans)
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_request_has_new_ids_and_starts_now_in_the_same_shape() {
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        let mut template = RequestTemplate::new(&mut random, 2, 3);
+        let first = decode(&template.body.clone());
+        let before = now_nanos();
+        let fresh = decode(template.fresh(&mut random));
+
+        assert_eq!(fresh.len(), 6);
+        for (old, new) in first.iter().zip(&fresh) {
+            assert_ne!(old.trace_id, new.trace_id);
+            assert_ne!(old.span_id, new.span_id);
+            assert_eq!(old.name, new.name);
+            assert_eq!(old.attributes, new.attributes);
+            assert!(new.start_time_unix_nano >= before);
+            let took = |span: &Span| span.end_time_unix_nano.unwrap() - span.start_time_unix_nano;
+            assert_eq!(took(old), took(new));
+        }
+        // Each trace keeps its tree: children name their own root as parent, roots start their trace.
+        for trace in fresh.chunks(3) {
+            assert_eq!(trace[0].parent_id, None);
+            assert!(
+                trace[1..]
+                    .iter()
+                    .all(|child| child.parent_id == Some(trace[0].span_id)
+                        && child.trace_id == trace[0].trace_id
+                        && child.start_time_unix_nano > trace[0].start_time_unix_nano)
+            );
+        }
+        assert_ne!(fresh[0].trace_id, fresh[3].trace_id);
+    }
 }

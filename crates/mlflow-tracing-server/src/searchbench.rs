@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use mlflow_tracing_core::{Attributes, JsonText, Span, SpanId, SpanStatus, TraceId, keys};
 use serde_json::{Value, json};
 
-use crate::loadgen::{Random, RequestTemplate, rss_kib, spawn_own_server};
+use crate::loadgen::{Random, RequestTemplate, now_nanos, rss_kib, spawn_own_server};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,9 +37,7 @@ fn span_asking(
     name: String,
     question: &str,
 ) -> Span {
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let start = now_nanos();
     let mut attributes = Attributes::new();
     attributes.insert(
         keys::SPAN_TYPE.into(),

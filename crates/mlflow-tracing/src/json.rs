@@ -178,11 +178,55 @@ fn write_display<T: Display + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<()
 
 #[inline]
 fn write_f64(out: &mut Vec<u8>, value: f64) {
-    if value.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-    } else {
+    if !value.is_finite() {
         out.extend_from_slice(b"null");
+    } else if !write_short_decimal(out, value) {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
     }
+}
+
+/// Writes a float that is a decimal with at most four digits after the point (0.1, 0.75, 1024.0), between
+/// 0.001 and 10^15, the way the shortest round-trip formatting writes it; false, writing nothing, for any
+/// other. Such floats (temperatures, probabilities, scores) are most of the floats in payloads, and this
+/// takes a few multiplications instead of the general algorithm.
+///
+/// A decimal with `k` digits after the point round-trips when dividing its digits by 10^k gives the float
+/// back (both exact, so the division rounds as parsing the decimal would); the nearest such decimal is the
+/// only candidate, and the smallest such `k` gives the shortest form. In this range the shortest form is
+/// written without an exponent.
+fn write_short_decimal(out: &mut Vec<u8>, value: f64) -> bool {
+    const SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let magnitude = value.abs();
+    if !(1e-3..1e15).contains(&magnitude) {
+        return false;
+    }
+    for (digits, scale) in SCALES.into_iter().enumerate() {
+        let scaled = (magnitude * scale).round();
+        if scaled >= EXACT {
+            return false;
+        }
+        if scaled / scale != magnitude {
+            continue;
+        }
+        // Exact integers below 2^53: the conversions lose nothing.
+        let scaled = scaled as u64;
+        let unit = scale as u64;
+        if value < 0.0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(scaled / unit).as_bytes());
+        out.push(b'.');
+        if digits == 0 {
+            out.push(b'0');
+        } else {
+            let fraction = scaled % unit + unit;
+            // The leading 1 of `unit` keeps the zeros after the point.
+            out.extend_from_slice(&itoa::Buffer::new().format(fraction).as_bytes()[1..]);
+        }
+        return true;
+    }
+    false
 }
 
 #[inline]
@@ -960,6 +1004,60 @@ mod tests {
         for _ in 0..5_000 {
             let value = random.value(0);
             assert_same(&value);
+        }
+    }
+
+    /// The short-decimal path writes what zmij (serde_json's formatter) writes, or leaves the float to it:
+    /// decimals of every length around the path's limits, at every magnitude, and random bit patterns.
+    #[test]
+    fn short_decimals_are_written_as_the_general_formatting_writes_them() {
+        let general = |value: f64| zmij::Buffer::new().format_finite(value).to_owned();
+        let check = |value: f64| {
+            let mut out = Vec::new();
+            if write_short_decimal(&mut out, value) {
+                assert_eq!(String::from_utf8(out).unwrap(), general(value), "{value:e}");
+            }
+        };
+        let mut random = Random(0x853c_49e6_748f_ea9b);
+        let mut taken = 0;
+        for _ in 0..400_000 {
+            let digits = random.next(17) as i32;
+            let places = random.next(8) as i32;
+            let value = random.next(10_u64.pow(digits as u32).max(2)) as f64 / 10_f64.powi(places);
+            for value in [value, -value, value * 1.000_000_000_000_001] {
+                check(value);
+            }
+            let mut out = Vec::new();
+            taken += usize::from(write_short_decimal(&mut out, value));
+            check(f64::from_bits(random.next(u64::MAX)));
+        }
+        for value in [
+            0.001,
+            0.000_999_999_999,
+            0.1,
+            0.2,
+            0.3,
+            0.1 + 0.2,
+            0.5,
+            1.0,
+            2.5,
+            1e14 + 0.5,
+            999_999_999_999_999.9,
+            1e15,
+            123_456.789_1,
+            9_007_199_254_740_991.0,
+            4.35,
+            0.0049,
+            1.0001,
+            1.000_05,
+        ] {
+            check(value);
+            check(-value);
+        }
+        // The path is taken often enough to matter, and for the bench's floats.
+        assert!(taken > 100_000, "{taken}");
+        for value in [0.1, 0.5, 3.0, 1024.0, 0.75] {
+            assert!(write_short_decimal(&mut Vec::new(), value), "{value}");
         }
     }
 

@@ -207,21 +207,101 @@ fn span_attributes_from_otlp(attributes: &[KeyValue]) -> Attributes {
     attributes
         .iter()
         .map(|attribute| {
-            let value = any_value_to_json(attribute.value.as_ref());
             let is_payload =
                 attribute.key == keys::SPAN_INPUTS || attribute.key == keys::SPAN_OUTPUTS;
-            let text = match &value {
-                Value::String(text) if is_payload => match serde_json::from_str::<Value>(text) {
-                    Ok(structured @ (Value::Object(_) | Value::Array(_))) => {
-                        JsonText::from_value(&structured)
+            let native = attribute
+                .value
+                .as_ref()
+                .and_then(|value| value.value.as_ref());
+            let text = match native {
+                // Inputs and outputs sent as JSON text (as MLflow's client sends them) are stored as the
+                // structure they hold.
+                Some(any_value::Value::StringValue(text)) if is_payload => {
+                    match serde_json::from_str::<Value>(text) {
+                        Ok(structured @ (Value::Object(_) | Value::Array(_))) => {
+                            JsonText::from_value(&structured)
+                        }
+                        _ => JsonText::from_str_value(text),
                     }
-                    _ => JsonText::from_value(&value),
-                },
-                _ => JsonText::from_value(&value),
+                }
+                _ => any_value_text(attribute.value.as_ref()),
             };
             (keys::attribute_key(&attribute.key), text)
         })
         .collect()
+}
+
+/// A native OTLP value as JSON text, as [`any_value_to_json`] makes it, written directly. A key-value list
+/// that repeats a key takes the way through a `Value`, which keeps the last value at the first key's place.
+fn any_value_text(value: Option<&AnyValue>) -> JsonText {
+    let mut out = Vec::with_capacity(32);
+    if write_any_value_json(&mut out, value) {
+        if let Ok(text) = String::from_utf8(out) {
+            return JsonText::from_raw(text);
+        }
+    }
+    JsonText::from_value(&any_value_to_json(value))
+}
+
+/// Entries of a key-value list checked for a repeated key; a longer list takes the slower way.
+const KEYS_CHECKED: usize = 32;
+
+/// Writes the value's JSON; false when a key-value list repeats a key (the output is then incomplete).
+fn write_any_value_json(out: &mut Vec<u8>, value: Option<&AnyValue>) -> bool {
+    // Writing a string or a number into memory cannot fail.
+    fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+        let _ = serde_json::to_writer(out, value);
+    }
+    let Some(native) = value.and_then(|value| value.value.as_ref()) else {
+        out.extend_from_slice(b"null");
+        return true;
+    };
+    match native {
+        any_value::Value::StringValue(text) => json(out, text),
+        any_value::Value::BoolValue(flag) => json(out, flag),
+        any_value::Value::IntValue(integer) => json(out, integer),
+        any_value::Value::DoubleValue(float) if float.is_finite() => json(out, float),
+        any_value::Value::DoubleValue(float) => json(out, &float.to_string()),
+        any_value::Value::BytesValue(bytes) => json(out, &BASE64.encode(bytes)),
+        any_value::Value::ArrayValue(array) => {
+            out.push(b'[');
+            for (index, item) in array.values.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                if !write_any_value_json(out, Some(item)) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+        any_value::Value::KvlistValue(list) => {
+            let entries = &list.values;
+            // Checked pairwise, so a long list takes the other way without checking.
+            let repeats = entries.len() > KEYS_CHECKED
+                || entries.iter().enumerate().any(|(index, entry)| {
+                    entries[..index]
+                        .iter()
+                        .any(|earlier| earlier.key == entry.key)
+                });
+            if repeats {
+                return false;
+            }
+            out.push(b'{');
+            for (index, entry) in entries.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                json(out, &entry.key);
+                out.push(b':');
+                if !write_any_value_json(out, entry.value.as_ref()) {
+                    return false;
+                }
+            }
+            out.push(b'}');
+        }
+    }
+    true
 }
 
 fn event_attributes_from_otlp(attributes: &[KeyValue]) -> EventAttributes {
@@ -294,5 +374,105 @@ pub fn any_value_to_json(value: Option<&AnyValue>) -> Value {
         any_value::Value::BytesValue(bytes) => Value::String(BASE64.encode(bytes)),
         #[allow(unreachable_patterns)]
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_random::Random;
+
+    /// The way attribute values were read before they were written directly: through a `Value`.
+    fn through_value(attributes: &[KeyValue]) -> Attributes {
+        attributes
+            .iter()
+            .map(|attribute| {
+                let value = any_value_to_json(attribute.value.as_ref());
+                let is_payload =
+                    attribute.key == keys::SPAN_INPUTS || attribute.key == keys::SPAN_OUTPUTS;
+                let text = match &value {
+                    Value::String(text) if is_payload => {
+                        match serde_json::from_str::<Value>(text) {
+                            Ok(structured @ (Value::Object(_) | Value::Array(_))) => {
+                                JsonText::from_value(&structured)
+                            }
+                            _ => JsonText::from_value(&value),
+                        }
+                    }
+                    _ => JsonText::from_value(&value),
+                };
+                (keys::attribute_key(&attribute.key), text)
+            })
+            .collect()
+    }
+
+    fn value(random: &mut Random, depth: u32) -> AnyValue {
+        use any_value::Value as Native;
+        let native = match random.below(if depth > 2 { 7 } else { 9 }) {
+            0 => None,
+            1 => Some(Native::BoolValue(random.below(2) == 0)),
+            2 => Some(Native::IntValue(random.pick(&[
+                i64::MIN,
+                -1,
+                0,
+                42,
+                i64::MAX,
+            ]))),
+            3 => Some(Native::DoubleValue(random.pick(&[
+                0.1,
+                -2.5e-8,
+                1e300,
+                3.0,
+                -0.0,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+            ]))),
+            4 => Some(Native::BytesValue(random.text().into_bytes())),
+            // JSON text, which inputs and outputs store as the structure it holds.
+            5 => Some(Native::StringValue(
+                random
+                    .pick(&[r#"{"a": [1, 2.0]}"#, "[]", "3", "{not json"])
+                    .to_owned(),
+            )),
+            6 => Some(Native::StringValue(random.text())),
+            7 => Some(Native::ArrayValue(ArrayValue {
+                values: (0..random.below(4))
+                    .map(|_| value(random, depth + 1))
+                    .collect(),
+            })),
+            _ => Some(Native::KvlistValue(KeyValueList {
+                values: (0..random.pick(&[0, 2, 5, 40]))
+                    .map(|_| KeyValue {
+                        key: random.text(),
+                        value: Some(value(random, depth + 1)),
+                    })
+                    .collect(),
+            })),
+        };
+        AnyValue { value: native }
+    }
+
+    #[test]
+    fn attribute_values_read_as_through_a_json_value() {
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        for _ in 0..5_000 {
+            let attributes: Vec<KeyValue> = [keys::SPAN_INPUTS, keys::SPAN_OUTPUTS, "other", "x"]
+                .iter()
+                .map(|key| KeyValue {
+                    key: (*key).to_owned(),
+                    value: (random.below(8) > 0).then(|| value(&mut random, 0)),
+                })
+                .collect();
+            let direct = span_attributes_from_otlp(&attributes);
+            let expected = through_value(&attributes);
+            let texts = |attributes: &Attributes| -> Vec<(String, String)> {
+                attributes
+                    .iter()
+                    .map(|(key, text)| (key.to_string(), text.as_str().to_owned()))
+                    .collect()
+            };
+            assert_eq!(texts(&direct), texts(&expected), "{attributes:#?}");
+        }
     }
 }

@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_entries_by_trace_key.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_time_index_ascending.sql"),
+    ),
 ];
 /// Writes committed together at most.
 const MAX_GROUP: usize = 256;
@@ -1516,7 +1520,11 @@ fn prepare_spans(experiment: &str, spans: &[Span], into_trace: Option<&str>) -> 
 
 /// Creates a trace's record from its spans, or brings the spans' changes to it: with the root, the record
 /// follows the root; without, its time span widens to cover the spans. Once the client's own record arrived
-/// (`info_finalized`), spans no longer change it. One statement: the trace-id index is descended once.
+/// (`info_finalized`), spans no longer change it.
+///
+/// A new trace takes one plain insert. An upsert (`ON CONFLICT DO UPDATE`) or `RETURNING` would make SQLite
+/// copy every page the statement touches into a statement journal first, for every trace, although only a
+/// trace seen before needs the update.
 fn upsert_trace_record(
     connection: &Connection,
     experiment_id: i64,
@@ -1524,52 +1532,100 @@ fn upsert_trace_record(
     prepared: &PreparedTrace,
 ) -> StoreResult<i64> {
     let end_ms = prepared.latest_end_ms.unwrap_or(prepared.earliest_start_ms);
-    let key = |row: &rusqlite::Row<'_>| row.get(0);
-    match &prepared.root {
-        Some(root) => connection
-            .prepare_cached(
-                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, execution_duration, state, \
-                 request_preview, response_preview) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (trace_id) DO UPDATE SET \
-                 request_time = iif(info_finalized, request_time, excluded.request_time), \
-                 execution_duration = iif(info_finalized, execution_duration, excluded.execution_duration), \
-                 state = iif(info_finalized, state, excluded.state), \
-                 request_preview = iif(info_finalized, request_preview, excluded.request_preview), \
-                 response_preview = iif(info_finalized, response_preview, excluded.response_preview), \
-                 end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, excluded.end_time), excluded.end_time)) \
-                 RETURNING trace_key",
-            )
-            .map_err(sql_error)?
-            .query_row(
-                params![
-                    trace_id,
-                    experiment_id,
-                    root.request_time_ms,
-                    end_ms,
-                    root.execution_duration_ms,
-                    root.state.as_str(),
-                    root.request_preview,
-                    root.response_preview,
-                ],
-                key,
-            )
-            .map_err(sql_error),
-        None => connection
-            .prepare_cached(
-                "INSERT INTO traces (trace_id, experiment_id, request_time, end_time, state) \
-                 VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS') \
-                 ON CONFLICT (trace_id) DO UPDATE SET \
-                 request_time = iif(info_finalized, request_time, MIN(request_time, excluded.request_time)), \
-                 end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, excluded.end_time), excluded.end_time)) \
-                 RETURNING trace_key",
-            )
-            .map_err(sql_error)?
-            .query_row(
-                params![trace_id, experiment_id, prepared.earliest_start_ms, end_ms],
-                key,
-            )
-            .map_err(sql_error),
+    // Each update names the insert's values by their places in it.
+    let stored = match &prepared.root {
+        Some(root) => insert_or_update(
+            connection,
+            "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, \
+             execution_duration, state, request_preview, response_preview) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "UPDATE traces SET \
+             request_time = iif(info_finalized, request_time, ?3), \
+             execution_duration = iif(info_finalized, execution_duration, ?5), \
+             state = iif(info_finalized, state, ?6), \
+             request_preview = iif(info_finalized, request_preview, ?7), \
+             response_preview = iif(info_finalized, response_preview, ?8), \
+             end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, ?4), ?4)) \
+             WHERE trace_id = ?1 RETURNING trace_key",
+            params![
+                trace_id,
+                experiment_id,
+                root.request_time_ms,
+                end_ms,
+                root.execution_duration_ms,
+                root.state.as_str(),
+                root.request_preview,
+                root.response_preview,
+            ],
+        )?,
+        None => insert_or_update(
+            connection,
+            "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+             VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS')",
+            "UPDATE traces SET \
+             request_time = iif(info_finalized, request_time, MIN(request_time, ?3)), \
+             end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, ?4), ?4)) \
+             WHERE trace_id = ?1 RETURNING trace_key",
+            params![trace_id, experiment_id, prepared.earliest_start_ms, end_ms],
+        )?,
+    };
+    // Neither inserted nor found: the insert ignored a constraint other than the trace id's.
+    stored.ok_or_else(|| {
+        StoreError::internal(format!(
+            "the record of trace {trace_id} could not be stored"
+        ))
+    })
+}
+
+/// Runs `insert` (an `INSERT OR IGNORE` of one row) and returns the new row's key; when the row was there
+/// already, runs `update` (ending `RETURNING` the key) instead, with the same values. None when neither
+/// wrote a row.
+fn insert_or_update(
+    connection: &Connection,
+    insert: &str,
+    update: &str,
+    values: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Option<i64>> {
+    let rows = connection
+        .prepare_cached(insert)
+        .map_err(sql_error)?
+        .execute(values)
+        .map_err(sql_error)?;
+    if rows == 1 {
+        return Ok(Some(connection.last_insert_rowid()));
     }
+    connection
+        .prepare_cached(update)
+        .map_err(sql_error)?
+        .query_row(values, |row| row.get(0))
+        .optional()
+        .map_err(sql_error)
+}
+
+/// Stores one span of a trace, replacing the span if it was stored before (a span sent again, or by another
+/// path). As for trace records, a new span takes one plain insert, which needs no statement journal.
+fn put_span(connection: &Connection, trace_key: i64, span: &PreparedSpan) -> StoreResult<()> {
+    let stored = insert_or_update(
+        connection,
+        "INSERT OR IGNORE INTO spans (trace_key, span_id, parent_span_id, name, span_type, status, \
+         start_time, end_time, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "UPDATE spans SET parent_span_id = ?3, name = ?4, span_type = ?5, status = ?6, start_time = ?7, \
+         end_time = ?8, content = ?9 WHERE trace_key = ?1 AND span_id = ?2 RETURNING span_key",
+        params![
+            trace_key,
+            span.span_id,
+            span.parent_span_id,
+            span.name,
+            span.span_type,
+            span.status,
+            span.start_time,
+            span.end_time,
+            span.content,
+        ],
+    )?;
+    stored
+        .map(|_| ())
+        .ok_or_else(|| StoreError::internal(format!("span {} could not be stored", span.span_id)))
 }
 
 /// Writes prepared spans and the record changes they bring.
@@ -1592,29 +1648,8 @@ fn store_spans(
         };
         let trace_id = stored_id.as_deref().unwrap_or(&prepared.trace_id);
         let trace_key = upsert_trace_record(connection, experiment_id, trace_id, prepared)?;
-        let mut insert = connection
-            .prepare_cached(
-                "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status, start_time, end_time, content) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (trace_key, span_id) DO UPDATE SET \
-                 parent_span_id = excluded.parent_span_id, name = excluded.name, span_type = excluded.span_type, \
-                 status = excluded.status, start_time = excluded.start_time, end_time = excluded.end_time, \
-                 content = excluded.content",
-            )
-            .map_err(sql_error)?;
         for span in &prepared.spans {
-            insert
-                .execute(params![
-                    trace_key,
-                    span.span_id,
-                    span.parent_span_id,
-                    span.name,
-                    span.span_type,
-                    span.status,
-                    span.start_time,
-                    span.end_time,
-                    span.content,
-                ])
-                .map_err(sql_error)?;
+            put_span(connection, trace_key, span)?;
             stored += 1;
         }
         if let Some(root) = &prepared.root {
@@ -2115,15 +2150,21 @@ mod tests {
             .unwrap()
     }
 
+    /// A new database with every migration applied, and a connection to it as the readers configure theirs.
+    fn migrated_database(name: &str) -> (PathBuf, Connection) {
+        let path =
+            std::env::temp_dir().join(format!("mlflow-tracing-{name}-{}.db", std::process::id()));
+        drop(SqliteStore::open(&path).unwrap());
+        let connection = Connection::open(&path).unwrap();
+        add_regexp_function(&connection).unwrap();
+        (path, connection)
+    }
+
     /// A rare word drives the search through the text index, and no part of the plan reads every span or
     /// every trace (a planner choice that once made such a search take half a second at a million traces).
     #[test]
     fn a_rare_word_is_searched_without_reading_every_span() {
-        let path =
-            std::env::temp_dir().join(format!("mlflow-tracing-plan-{}.db", std::process::id()));
-        let _store = SqliteStore::open(&path).unwrap();
-        let connection = Connection::open(&path).unwrap();
-        add_regexp_function(&connection).unwrap();
+        let (path, connection) = migrated_database("plan");
         // One stored trace that does not hold the word, so the word counts as rare.
         connection
             .execute(
@@ -2147,6 +2188,28 @@ mod tests {
                 .all(|step| !scans("s", step) && !scans("t", step)),
             "{steps:#?}"
         );
+        drop(connection);
+        remove_database(&path);
+    }
+
+    /// The newest-first page of an experiment reads the time index backwards and stops after the page: no
+    /// sort of the experiment's traces. Nor with a condition the index does not hold.
+    #[test]
+    fn the_default_order_reads_the_time_index_without_sorting() {
+        let (path, connection) = migrated_database("order");
+        for filter in ["", "status = 'OK'", "execution_time_ms > 10"] {
+            let steps = plan(&connection, filter);
+            assert!(
+                steps
+                    .iter()
+                    .any(|step| step.contains("INDEX traces_by_experiment_time")),
+                "{filter}: {steps:#?}"
+            );
+            assert!(
+                steps.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{filter}: {steps:#?}"
+            );
+        }
         drop(connection);
         remove_database(&path);
     }

@@ -2,7 +2,8 @@
 
 use mlflow_tracing_core::codec::otlp::export_request;
 use mlflow_tracing_core::codec::rest_span::span_from_rest_json;
-use mlflow_tracing_core::{EventAttributes, Span};
+use mlflow_tracing_core::time::format_rfc3339_millis;
+use mlflow_tracing_core::{EventAttributes, Span, SpanId};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -182,6 +183,39 @@ async fn spans_alone_make_a_trace_derived_from_the_root() {
     );
     let preview: Value = serde_json::from_str(info["request_preview"].as_str().unwrap()).unwrap();
     assert_eq!(preview, json!({"question": "what is mlflow?", "k": 2}));
+}
+
+/// Before the root arrives, a trace's record spans all its spans so far: a later batch with an earlier span
+/// moves its start back.
+#[tokio::test]
+async fn spans_without_their_root_widen_the_record_to_the_earliest() {
+    let server = server_with_experiments(2).await;
+    let (_, spans) = captured_spans();
+    let child = spans[1].clone();
+    let earliest_ms = 1_795_000_000_000_i64;
+    let at = |span_id: u8, start_ms: i64| Span {
+        span_id: SpanId([span_id; 8]),
+        start_time_unix_nano: u64::try_from(start_ms).unwrap() * 1_000_000,
+        end_time_unix_nano: Some(u64::try_from(start_ms + 10).unwrap() * 1_000_000),
+        ..child.clone()
+    };
+    let request_time = || async {
+        server
+            .get(&format!("/api/3.0/mlflow/traces/{TRACE_ID}"))
+            .await
+            .json()["trace"]["trace_info"]["request_time"]
+            .clone()
+    };
+    post_spans(&server, &[at(1, earliest_ms + 5_000)]).await;
+    assert_eq!(
+        request_time().await,
+        format_rfc3339_millis(earliest_ms + 5_000).as_str()
+    );
+    post_spans(&server, &[at(2, earliest_ms)]).await;
+    assert_eq!(
+        request_time().await,
+        format_rfc3339_millis(earliest_ms).as_str()
+    );
 }
 
 #[tokio::test]
