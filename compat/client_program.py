@@ -4,6 +4,7 @@ back and prints them normalized (ids and times masked) as JSON, so runs against 
 import asyncio
 import json
 import sys
+import time
 
 import mlflow
 from mlflow import MlflowClient
@@ -100,15 +101,25 @@ def normalize(trace):
     }
 
 
+def next_millisecond():
+    """Traces are ordered by their millisecond start time, and two traces started in the same millisecond come back in
+    the order of their random ids, so each trace starts in a millisecond of its own."""
+    time.sleep(0.003)
+
+
 def main():
     mlflow.set_experiment("compat")
     pipeline("what is mlflow?")
+    next_millisecond()
     try:
         failing(7)
     except ValueError:
         pass
+    next_millisecond()
     list(stream(3))
+    next_millisecond()
     asyncio.run(async_add(1, 2))
+    next_millisecond()
     client = MlflowClient()
     client_trace_id = client_walkthrough(client)
     mlflow.flush_trace_async_logging()
