@@ -1,21 +1,68 @@
 //! Recycled trace buffers.
 //!
-//! A trace's span list and payload arena are filled on the application's thread and emptied on the export
-//! thread. Freeing them there and allocating new ones here makes the two threads fight over the allocator
-//! (glibc serializes cross-thread frees on the arena's lock), so the export thread hands the emptied buffers
-//! back instead, and new traces reuse them.
+//! A trace's span list, extras list and payload arena are filled on the application's thread and emptied on
+//! the export thread. Freeing them there and allocating new ones here makes the two threads fight over the
+//! allocator (glibc serializes cross-thread frees on the arena's lock), so the export thread hands the
+//! emptied buffers back instead, and new traces reuse them.
+//!
+//! When every buffer is in flight (the export thread is behind), a new one starts at the capacity the last
+//! recycled one had: a trace about as large as the last one then fills it without growing it, which would
+//! copy it several times and touch fresh pages on the application's thread.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::span_data::SpanData;
+use mlflow_tracing_core::SpanId;
+
+use crate::span_data::{Extra, SpanData};
 
 /// Buffers kept for reuse, per kind.
 const MAX_POOLED: usize = 64;
 /// Buffers that grew past this many bytes are freed instead of kept.
 const MAX_POOLED_BYTES: usize = 1024 * 1024;
+/// A new buffer starts at most this large, whatever the last one grew to.
+const MAX_STARTING_BYTES: usize = 64 * 1024;
 
-static SPAN_LISTS: Mutex<Vec<Vec<SpanData>>> = Mutex::new(Vec::new());
-static ARENAS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Emptied buffers of one kind, and the capacity a new one starts with.
+struct Pool<T> {
+    free: Mutex<Vec<Vec<T>>>,
+    starting_capacity: AtomicUsize,
+}
+
+impl<T> Pool<T> {
+    const fn new() -> Self {
+        Pool {
+            free: Mutex::new(Vec::new()),
+            starting_capacity: AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self) -> Vec<T> {
+        lock(&self.free)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.starting_capacity.load(Ordering::Relaxed)))
+    }
+
+    fn give_back(&self, mut buffer: Vec<T>) {
+        buffer.clear();
+        let item_bytes = std::mem::size_of::<T>().max(1);
+        let capacity = buffer.capacity();
+        self.starting_capacity.store(
+            capacity.min(MAX_STARTING_BYTES / item_bytes),
+            Ordering::Relaxed,
+        );
+        if capacity > 0 && capacity * item_bytes <= MAX_POOLED_BYTES {
+            let mut free = lock(&self.free);
+            if free.len() < MAX_POOLED {
+                free.push(buffer);
+            }
+        }
+    }
+}
+
+static SPAN_LISTS: Pool<SpanData> = Pool::new();
+static EXTRAS_LISTS: Pool<(SpanId, Extra)> = Pool::new();
+static ARENAS: Pool<u8> = Pool::new();
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -23,35 +70,62 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An empty span list, recycled when one is available.
+/// An empty span list.
 pub(crate) fn span_list() -> Vec<SpanData> {
-    lock(&SPAN_LISTS).pop().unwrap_or_default()
+    SPAN_LISTS.take()
 }
 
-/// An empty payload arena, recycled when one is available.
+/// An empty list of span extras.
+pub(crate) fn extras_list() -> Vec<(SpanId, Extra)> {
+    EXTRAS_LISTS.take()
+}
+
+/// An empty payload arena.
 pub(crate) fn arena() -> Vec<u8> {
-    lock(&ARENAS).pop().unwrap_or_default()
+    ARENAS.take()
 }
 
 /// Gives back a span list whose spans were taken.
-pub(crate) fn recycle_span_list(mut spans: Vec<SpanData>) {
-    spans.clear();
-    let bytes = spans.capacity() * std::mem::size_of::<SpanData>();
-    if bytes > 0 && bytes <= MAX_POOLED_BYTES {
-        let mut pool = lock(&SPAN_LISTS);
-        if pool.len() < MAX_POOLED {
-            pool.push(spans);
-        }
-    }
+pub(crate) fn recycle_span_list(spans: Vec<SpanData>) {
+    SPAN_LISTS.give_back(spans);
+}
+
+/// Gives back an extras list whose extras were taken.
+pub(crate) fn recycle_extras_list(extras: Vec<(SpanId, Extra)>) {
+    EXTRAS_LISTS.give_back(extras);
 }
 
 /// Gives back a payload arena that was read.
-pub(crate) fn recycle_arena(mut arena: Vec<u8>) {
-    arena.clear();
-    if arena.capacity() > 0 && arena.capacity() <= MAX_POOLED_BYTES {
-        let mut pool = lock(&ARENAS);
-        if pool.len() < MAX_POOLED {
-            pool.push(arena);
-        }
+pub(crate) fn recycle_arena(arena: Vec<u8>) {
+    ARENAS.give_back(arena);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_buffer_starts_as_large_as_the_last_one_given_back() {
+        let pool: Pool<u64> = Pool::new();
+        assert_eq!(pool.take().capacity(), 0);
+        let mut grown = pool.take();
+        grown.extend(0..1000);
+        let grown_capacity = grown.capacity();
+        pool.give_back(grown);
+        let reused = pool.take();
+        assert_eq!(reused.capacity(), grown_capacity);
+        assert!(reused.is_empty());
+        // The pool is empty now: a new buffer starts at the recycled one's capacity.
+        assert_eq!(pool.take().capacity(), grown_capacity);
+    }
+
+    #[test]
+    fn a_huge_buffer_is_freed_and_new_ones_start_capped() {
+        let pool: Pool<u8> = Pool::new();
+        let mut huge = pool.take();
+        huge.resize(MAX_POOLED_BYTES + 1, 0);
+        pool.give_back(huge);
+        assert!(lock(&pool.free).is_empty());
+        assert_eq!(pool.take().capacity(), MAX_STARTING_BYTES);
     }
 }

@@ -272,20 +272,22 @@ fn build_trace(finished: FinishedTrace) -> Trace {
         extras.sort_by_key(|(owner, _)| position.get(owner).copied());
     }
     let resources = (arena.as_slice(), root_scratch.as_slice());
-    let mut extras = extras.into_iter();
+    let mut remaining = extras.drain(..);
     let mut spans: Vec<Span> = span_list
         .drain(..)
         .map(|data| {
-            let own = extras
+            let own = remaining
                 .as_slice()
                 .iter()
                 .take_while(|(owner, _)| *owner == data.span_id)
                 .count();
-            let own = extras.by_ref().take(own).map(|(_, extra)| extra);
+            let own = remaining.by_ref().take(own).map(|(_, extra)| extra);
             data.into_span(trace_id, &request_id_json, resources, own)
         })
         .collect();
+    drop(remaining);
     crate::pool::recycle_span_list(span_list);
+    crate::pool::recycle_extras_list(extras);
     crate::pool::recycle_arena(arena);
     crate::pool::recycle_arena(root_scratch);
     spans.sort_by_key(|span| (span.parent_id.is_some(), span.start_time_unix_nano));

@@ -83,6 +83,7 @@ impl FinishedTrace {
     /// Gives the trace's buffers back to the pool, for a trace that will not be exported.
     pub(crate) fn recycle(self) {
         crate::pool::recycle_span_list(self.spans);
+        crate::pool::recycle_extras_list(self.extras);
         crate::pool::recycle_arena(self.arena);
         crate::pool::recycle_arena(self.root_scratch);
     }
@@ -115,6 +116,7 @@ impl OpenTrace {
             completed: AtomicBool::new(false),
             body: Mutex::new(TraceBody {
                 finished: crate::pool::span_list(),
+                extras: crate::pool::extras_list(),
                 ..TraceBody::default()
             }),
         });
