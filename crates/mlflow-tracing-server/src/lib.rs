@@ -36,6 +36,15 @@ pub const MLFLOW_COMPATIBLE_VERSION: &str = "3.17.2";
 /// Largest request body accepted by default (MLflow's limit): 100 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 100 * 1024 * 1024;
 
+/// The system clock in nanoseconds since the Unix epoch (0 before it).
+pub(crate) fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState<S> {

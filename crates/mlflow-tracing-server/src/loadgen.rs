@@ -199,7 +199,7 @@ impl Random {
 /// One trace of `spans` spans: a root and children, as an agent makes them.
 fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
     let trace_id = random.trace_id();
-    let start = now_nanos();
+    let start = crate::now_unix_nanos();
     let root_id = random.span_id();
     (0..spans)
         .map(|index| {
@@ -306,7 +306,7 @@ impl RequestTemplate {
                 self.body[*offset..*offset + length].copy_from_slice(&id[..*length]);
             }
         }
-        let now = now_nanos();
+        let now = crate::now_unix_nanos();
         for (after_earliest, offsets) in &self.times {
             let time = (now + after_earliest).to_le_bytes();
             for offset in offsets {
@@ -326,13 +326,9 @@ fn offsets_of(body: &[u8], needle: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// The system clock in nanoseconds since the Unix epoch.
-pub(crate) fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
-}
-
+/// The HTTP client of a load or bench thread. Every phase of a request has `limit` except resolving the
+/// address: ureq resolves it again for every request, and a limit on that makes it spawn a thread per request
+/// (it cost the load generator as much CPU as the rest of its work). The target is an IP literal anyway.
 pub(crate) fn client_agent(limit: Duration) -> ureq::Agent {
     let limit = Some(limit);
     ureq::Agent::config_builder()
@@ -508,7 +504,7 @@ mod tests {
         let mut random = Random(0x9e37_79b9_7f4a_7c15);
         let mut template = RequestTemplate::new(&mut random, 2, 3);
         let first = decode(&template.body.clone());
-        let before = now_nanos();
+        let before = crate::now_unix_nanos();
         let fresh = decode(template.fresh(&mut random));
 
         assert_eq!(fresh.len(), 6);

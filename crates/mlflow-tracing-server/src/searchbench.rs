@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use mlflow_tracing_core::{Attributes, JsonText, Span, SpanId, SpanStatus, TraceId, keys};
 use serde_json::{Value, json};
 
-use crate::loadgen::{Random, RequestTemplate, now_nanos, rss_kib, spawn_own_server};
+use crate::loadgen::{Random, RequestTemplate, rss_kib, spawn_own_server};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ fn span_asking(
     name: String,
     question: &str,
 ) -> Span {
-    let start = now_nanos();
+    let start = crate::now_unix_nanos();
     let mut attributes = Attributes::new();
     attributes.insert(
         keys::SPAN_TYPE.into(),

@@ -17,6 +17,10 @@ pub mod trace_json;
 
 use crate::ids::IdError;
 
+/// Keys of one object (or OTLP key-value list) checked for repeats when a codec writes attribute values
+/// directly; an object with more takes the slower way through a `serde_json::Value`, which resolves repeats.
+const KEYS_CHECKED: usize = 32;
+
 /// Why a document could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as proto;
 use serde_json::{Map, Number, Value};
 
-use super::CodecError;
+use super::{CodecError, KEYS_CHECKED};
 use crate::ids::{SpanId, TraceId};
 use crate::keys;
 use crate::span::{
@@ -242,9 +242,6 @@ fn any_value_text(value: Option<&AnyValue>) -> JsonText {
     }
     JsonText::from_value(&any_value_to_json(value))
 }
-
-/// Entries of a key-value list checked for a repeated key; a longer list takes the slower way.
-const KEYS_CHECKED: usize = 32;
 
 /// Writes the value's JSON; false when a key-value list repeats a key (the output is then incomplete).
 fn write_any_value_json(out: &mut Vec<u8>, value: Option<&AnyValue>) -> bool {

@@ -6,11 +6,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::CodecError;
 use super::otlp::{any_value_to_json, json_to_any_value, span_from_otlp};
+use super::{CodecError, KEYS_CHECKED};
 use crate::otlp_proto::common::v1::{AnyValue, KeyValue};
 use crate::otlp_proto::trace::v1 as proto;
-use crate::span::{Span, SpanStatusCode};
+use crate::span::Span;
 
 /// One span in the REST v3 form.
 pub fn span_to_rest_json(span: &Span) -> Value {
@@ -91,11 +91,7 @@ pub fn span_to_rest_text(span: &Span) -> String {
         out.raw("]");
     }
     out.raw(",\"status\":{\"code\":");
-    out.string(match span.status.code {
-        SpanStatusCode::Ok => "STATUS_CODE_OK",
-        SpanStatusCode::Error => "STATUS_CODE_ERROR",
-        SpanStatusCode::Unset => "STATUS_CODE_UNSET",
-    });
+    out.string(span.status.code.as_proto_str());
     if !span.status.message.is_empty() {
         out.raw(",\"message\":");
         out.string(&span.status.message);
@@ -226,9 +222,6 @@ fn write_value(out: &mut JsonText, value: &Value) {
         }
     }
 }
-
-/// Keys of one object checked for repeats; an object with more takes the slower way.
-const KEYS_CHECKED: usize = 32;
 
 /// Writes the JSON value it is deserialized from as a native OTLP value (see [`write_json_text`]).
 struct AnyValueWriter<'a>(&'a mut JsonText);

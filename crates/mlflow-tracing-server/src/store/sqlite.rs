@@ -588,11 +588,7 @@ fn in_savepoint(connection: &Connection, run: impl FnOnce(&Connection) -> bool) 
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
+    i64::try_from(crate::now_unix_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn parse_experiment_id(experiment_id: &str) -> StoreResult<i64> {
@@ -1050,11 +1046,7 @@ fn new_request_id() -> String {
     let mut id = String::with_capacity(32);
     for _ in 0..2 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_nanos()),
-        );
+        hasher.write_u64(crate::now_unix_nanos());
         id.push_str(&format!("{:016x}", hasher.finish()));
     }
     id
