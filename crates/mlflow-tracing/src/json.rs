@@ -4,7 +4,9 @@
 //! value), so a payload reads the same whichever way it was written. It is written here because payloads
 //! are encoded on the traced thread, and the long strings of an LLM call are most of them: serde_json scans
 //! a string one byte at a time, this writer sixteen bytes at a time (a 1 KB prompt takes a fifth of the
-//! time), and it writes brackets and commas as single pushes.
+//! time), and it writes brackets and commas as single pushes. Keys, short strings and numbers, the bulk of
+//! small payloads, are composed in a stack block and appended with one copy of a fixed size, never a call
+//! to `memcpy`.
 
 use std::fmt::{self, Display};
 
@@ -44,9 +46,65 @@ pub(crate) fn write_value<T: Serialize + ?Sized>(
 /// Appends `text` as a JSON string.
 #[inline]
 pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    write_escaped(out, text);
-    out.push(b'"');
+    if !write_short_str(out, text.as_bytes(), false) {
+        out.push(b'"');
+        write_escaped(out, text);
+        out.push(b'"');
+    }
+}
+
+/// Appends `"key":`.
+#[inline]
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    if !write_short_str(out, key.as_bytes(), true) {
+        write_str(out, key);
+        out.push(b':');
+    }
+}
+
+/// Appends a text of at most [`SHORT`] bytes with nothing to escape, quoted, and a colon after it with
+/// `colon`; false, writing nothing, for any other text. Most keys and many values are such texts, and
+/// here they cost a few word operations and one copy of a fixed size instead of a scan and a `memcpy` call.
+#[inline]
+fn write_short_str(out: &mut Vec<u8>, bytes: &[u8], colon: bool) -> bool {
+    let length = bytes.len();
+    if length > SHORT {
+        return false;
+    }
+    // The text goes to block[1..=length], read and written as two words that overlap when it is shorter
+    // than two words; texts shorter than a word are padded with spaces, which need no escape.
+    let mut block = [b'"'; SHORT + 8];
+    let dirty = if length >= 8 {
+        let (head, tail) = (&bytes[..8], &bytes[length - 8..]);
+        block[1..9].copy_from_slice(head);
+        block[length - 7..][..8].copy_from_slice(tail);
+        escape_bits(word(head)) | escape_bits(word(tail))
+    } else {
+        let mut padded = [b' '; 8];
+        for (at, &byte) in bytes.iter().enumerate() {
+            padded[at] = byte;
+        }
+        block[1..9].copy_from_slice(&padded);
+        escape_bits(word(&padded))
+    };
+    if dirty != 0 {
+        return false;
+    }
+    block[length + 1] = b'"';
+    block[length + 2] = b':';
+    let kept = out.len() + length + 2 + usize::from(colon);
+    out.extend_from_slice(&block);
+    out.truncate(kept);
+    true
+}
+
+/// The longest text [`write_short_str`] takes.
+const SHORT: usize = 16;
+
+/// Eight bytes as a little-endian word.
+#[inline]
+fn word(eight: &[u8]) -> u64 {
+    u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]))
 }
 
 /// What a byte becomes inside a JSON string: 0 for itself, else the letter of its short escape (`\n`), or
@@ -85,7 +143,6 @@ fn escape_bits(word: u64) -> u64 {
 /// Appends the escaped text without quotes.
 fn write_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    let word = |eight: &[u8]| u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]));
     let mut clean_from = 0;
     let mut at = 0;
     // Sixteen bytes at a time. A test's lowest set bit is in the first byte to escape: a borrow only runs
@@ -196,37 +253,108 @@ fn write_f64(out: &mut Vec<u8>, value: f64) {
 /// written without an exponent.
 fn write_short_decimal(out: &mut Vec<u8>, value: f64) -> bool {
     const SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0];
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    // Below 2^52 adding a half to the scaled value rounds it at most one off the nearest integer (only where
+    // the sum crosses a power of two); the check below then refuses the candidate, so no rounding function
+    // is needed.
+    const HALF_IS_EXACT: f64 = 4_503_599_627_370_496.0; // 2^52
     let magnitude = value.abs();
     if !(1e-3..1e15).contains(&magnitude) {
         return false;
     }
-    for (digits, scale) in SCALES.into_iter().enumerate() {
-        let scaled = (magnitude * scale).round();
-        if scaled >= EXACT {
+    for (places, scale) in SCALES.into_iter().enumerate() {
+        let scaled = magnitude * scale;
+        if scaled >= HALF_IS_EXACT {
             return false;
         }
-        if scaled / scale != magnitude {
+        // An integer below 2^52: converting it back loses nothing (as i64, in one instruction).
+        let digits = (scaled + 0.5) as i64;
+        if digits as f64 / scale != magnitude {
             continue;
         }
-        // Exact integers below 2^53: the conversions lose nothing.
-        let scaled = scaled as u64;
-        let unit = scale as u64;
+        let digits = digits.unsigned_abs();
+        // Constant divisors, which compile to multiplications.
+        let (whole, mut fraction) = match places {
+            0 => (digits, 0),
+            1 => (digits / 10, digits % 10),
+            2 => (digits / 100, digits % 100),
+            3 => (digits / 1_000, digits % 1_000),
+            _ => (digits / 10_000, digits % 10_000),
+        };
+        let mut block = [0_u8; 2 * NUMBER_WIDTH];
+        let mut start = NUMBER_WIDTH;
+        for _ in 0..places.max(1) {
+            start -= 1;
+            block[start] = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        start -= 1;
+        block[start] = b'.';
+        start = write_digits(&mut block, start, whole);
         if value < 0.0 {
-            out.push(b'-');
+            start -= 1;
+            block[start] = b'-';
         }
-        out.extend_from_slice(itoa::Buffer::new().format(scaled / unit).as_bytes());
-        out.push(b'.');
-        if digits == 0 {
-            out.push(b'0');
-        } else {
-            let fraction = scaled % unit + unit;
-            // The leading 1 of `unit` keeps the zeros after the point.
-            out.extend_from_slice(&itoa::Buffer::new().format(fraction).as_bytes()[1..]);
-        }
+        append_block(out, &block, start);
         return true;
     }
     false
+}
+
+/// Room for the longest number written here: a 20-digit integer, or a 15-digit whole part, a point, four
+/// decimals and a sign.
+const NUMBER_WIDTH: usize = 24;
+
+/// "00" to "99".
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0_u8; 200];
+    let mut pair = 0;
+    while pair < 100 {
+        pairs[2 * pair] = b'0' + (pair / 10) as u8;
+        pairs[2 * pair + 1] = b'0' + (pair % 10) as u8;
+        pair += 1;
+    }
+    pairs
+};
+
+/// Writes the decimal digits of `value` so that they end before `end`; returns where they start.
+#[inline]
+fn write_digits(block: &mut [u8; 2 * NUMBER_WIDTH], end: usize, value: u64) -> usize {
+    let (mut start, mut rest) = (end, value);
+    while rest >= 100 {
+        let pair = (rest % 100) as usize * 2;
+        rest /= 100;
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = rest as usize * 2;
+        start -= 2;
+        block[start..start + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        start -= 1;
+        block[start] = b'0' + rest as u8;
+    }
+    start
+}
+
+/// Appends `block[start..NUMBER_WIDTH]` with one copy of a fixed size.
+#[inline]
+fn append_block(out: &mut Vec<u8>, block: &[u8; 2 * NUMBER_WIDTH], start: usize) {
+    let kept = out.len() + NUMBER_WIDTH - start;
+    out.extend_from_slice(&block[start..][..NUMBER_WIDTH]);
+    out.truncate(kept);
+}
+
+/// Appends an integer's decimal digits, after a minus sign when `negative`.
+#[inline]
+fn write_integer(out: &mut Vec<u8>, negative: bool, magnitude: u64) {
+    let mut block = [0_u8; 2 * NUMBER_WIDTH];
+    let mut start = write_digits(&mut block, NUMBER_WIDTH, magnitude);
+    if negative {
+        start -= 1;
+        block[start] = b'-';
+    }
+    append_block(out, &block, start);
 }
 
 #[inline]
@@ -312,8 +440,7 @@ impl<'w, 'a> Compound<'w, 'a> {
             return write_raw_text(self.writer.out, value);
         }
         self.separate();
-        write_str(self.writer.out, key);
-        self.writer.out.push(b':');
+        write_key(self.writer.out, key);
         value.serialize(&mut *self.writer)
     }
 
@@ -345,8 +472,18 @@ fn write_raw_text<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result
 }
 
 macro_rules! write_integers {
-    ($($method:ident: $integer:ty),*) => {$(
+    ($($method:ident: $integer:ty => $parts:expr),*) => {$(
         #[inline]
+        fn $method(self, value: $integer) -> Result<(), JsonError> {
+            let (negative, magnitude) = $parts(value);
+            write_integer(self.out, negative, magnitude);
+            Ok(())
+        }
+    )*};
+}
+
+macro_rules! write_wide_integers {
+    ($($method:ident: $integer:ty),*) => {$(
         fn $method(self, value: $integer) -> Result<(), JsonError> {
             self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
             Ok(())
@@ -372,9 +509,16 @@ impl<'w, 'a> ser::Serializer for &'w mut JsonWriter<'a> {
     }
 
     write_integers!(
-        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64, serialize_i128: i128,
-        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128
+        serialize_i8: i8 => |value: i8| (value < 0, u64::from(value.unsigned_abs())),
+        serialize_i16: i16 => |value: i16| (value < 0, u64::from(value.unsigned_abs())),
+        serialize_i32: i32 => |value: i32| (value < 0, u64::from(value.unsigned_abs())),
+        serialize_i64: i64 => |value: i64| (value < 0, value.unsigned_abs()),
+        serialize_u8: u8 => |value: u8| (false, u64::from(value)),
+        serialize_u16: u16 => |value: u16| (false, u64::from(value)),
+        serialize_u32: u32 => |value: u32| (false, u64::from(value)),
+        serialize_u64: u64 => |value: u64| (false, value)
     );
+    write_wide_integers!(serialize_i128: i128, serialize_u128: u128);
 
     fn serialize_f32(self, value: f32) -> Result<(), JsonError> {
         write_f32(self.out, value);
@@ -882,6 +1026,62 @@ mod tests {
         }
         assert_same("");
         assert_same("plain text longer than one word of eight bytes");
+    }
+
+    /// A struct whose field names are chosen at run time (serde only needs them `'static`).
+    struct Fields(Vec<(&'static str, u8)>);
+
+    impl Serialize for Fields {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeStruct;
+            let mut fields = serializer.serialize_struct("Fields", self.0.len())?;
+            for (key, value) in &self.0 {
+                fields.serialize_field(key, value)?;
+            }
+            fields.end()
+        }
+    }
+
+    /// Texts around the short path's limit, clean or with one character to escape at every position, as
+    /// values, map keys and struct field names.
+    #[test]
+    fn short_texts_and_field_names_match_serde_json() {
+        for length in 0..=SHORT + 2 {
+            let clean = "abcdefghijklmnopqrstu"[..length].to_owned();
+            let mut texts = vec![clean.clone()];
+            for at in 0..length {
+                for special in ["\"", "\\", "\n", "\u{0}", "\u{1f}"] {
+                    texts.push(format!("{}{special}{}", &clean[..at], &clean[at + 1..]));
+                }
+                texts.push(format!("{}é{}", &clean[..at], &clean[at + 1..]));
+            }
+            for text in texts {
+                assert_same(&text);
+                assert_same(&BTreeMap::from([(text.clone(), 1)]));
+                let key: &'static str = Box::leak(text.into_boxed_str());
+                assert_same(&Fields(vec![(key, 1), ("next", 2)]));
+            }
+        }
+    }
+
+    #[test]
+    fn integers_of_every_width_match_serde_json() {
+        let mut power = 1_u64;
+        for _ in 0..20 {
+            assert_same(&[power - 1, power, power + 1]);
+            if let Ok(signed) = i64::try_from(power) {
+                assert_same(&[-signed, 1 - signed, -1 - signed]);
+            }
+            power = power.saturating_mul(10);
+        }
+        assert_same(&(i8::MIN..=i8::MAX).collect::<Vec<_>>());
+        assert_same(&(u8::MIN..=u8::MAX).collect::<Vec<_>>());
+        assert_same(&[i16::MIN, i16::MAX]);
+        assert_same(&[u16::MAX]);
+        assert_same(&[i32::MIN, i32::MAX]);
+        assert_same(&[u32::MAX]);
+        assert_same(&[i64::MIN, i64::MAX]);
+        assert_same(&[u64::MAX]);
     }
 
     #[test]
