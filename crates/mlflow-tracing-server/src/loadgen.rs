@@ -208,7 +208,7 @@ fn trace_spans(random: &mut Random, spans: usize) -> Vec<Span> {
             } else {
                 random.span_id()
             };
-            let mut attributes = mlflow_tracing_core::Attributes::new();
+            let mut attributes = mlflow_tracing_core::Attributes::default();
             attributes.insert(
                 keys::SPAN_TYPE.into(),
                 JsonText::from_str_value(if index == 0 { "AGENT" } else { "TOOL" }),

@@ -38,7 +38,7 @@ fn span_asking(
     question: &str,
 ) -> Span {
     let start = crate::now_unix_nanos();
-    let mut attributes = Attributes::new();
+    let mut attributes = Attributes::default();
     attributes.insert(
         keys::SPAN_TYPE.into(),
         JsonText::from_str_value(if parent.is_none() { "AGENT" } else { "TOOL" }),
@@ -156,7 +156,7 @@ fn large_trace(random: &mut Random, spans: usize) -> (String, Vec<u8>) {
     all.extend(steps);
     let body = mlflow_tracing_core::codec::otlp::export_request(
         &all,
-        &mlflow_tracing_core::EventAttributes::new(),
+        &mlflow_tracing_core::EventAttributes::default(),
     );
     (id.to_mlflow(), prost::Message::encode_to_vec(&body))
 }

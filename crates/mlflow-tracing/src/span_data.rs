@@ -158,8 +158,10 @@ impl SpanData {
         extras: impl ExactSizeIterator<Item = Extra>,
     ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
-        let mut attributes =
-            Attributes::with_capacity(self.static_attributes.len() + extras.len() + 6);
+        let mut attributes = Attributes::with_capacity_and_hasher(
+            self.static_attributes.len() + extras.len() + 6,
+            Default::default(),
+        );
         attributes.insert(keys::TRACE_REQUEST_ID.into(), request_id_json.clone());
         attributes.insert(keys::SPAN_TYPE.into(), span_type.to_json());
         for (key, json) in self.static_attributes {

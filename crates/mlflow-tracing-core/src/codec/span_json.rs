@@ -182,7 +182,7 @@ fn attributes_to_json(attributes: &Attributes) -> Value {
 /// Attribute values are JSON text in a JSON string; a writer that put a native value there is read too.
 fn attributes_from_json(value: Option<&Value>) -> Result<Attributes, CodecError> {
     match value {
-        None | Some(Value::Null) => Ok(Attributes::new()),
+        None | Some(Value::Null) => Ok(Attributes::default()),
         Some(Value::Object(object)) => Ok(object
             .iter()
             .map(|(key, value)| {
@@ -249,7 +249,7 @@ fn links_from_json(value: Option<&Value>) -> Result<Vec<SpanLink>, CodecError> {
 
 fn event_attributes(value: Option<&Value>) -> Result<EventAttributes, CodecError> {
     match value {
-        None | Some(Value::Null) => Ok(EventAttributes::new()),
+        None | Some(Value::Null) => Ok(EventAttributes::default()),
         Some(Value::Object(object)) => Ok(object
             .iter()
             .map(|(key, value)| (key.clone(), value.clone()))

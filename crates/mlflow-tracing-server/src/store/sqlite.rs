@@ -2340,7 +2340,7 @@ mod tests {
             start_time_unix_nano: 2_003_000_000,
             end_time_unix_nano: Some(2_004_000_000),
             status: mlflow_tracing_core::SpanStatus::ok(),
-            attributes: mlflow_tracing_core::Attributes::new(),
+            attributes: mlflow_tracing_core::Attributes::default(),
             events: Vec::new(),
             links: Vec::new(),
         };
@@ -2475,7 +2475,7 @@ mod tests {
                 start_time_unix_nano: 1_000_000,
                 end_time_unix_nano: Some(2_000_000),
                 status: mlflow_tracing_core::SpanStatus::ok(),
-                attributes: mlflow_tracing_core::Attributes::new(),
+                attributes: mlflow_tracing_core::Attributes::default(),
                 events: Vec::new(),
                 links: Vec::new(),
             };

@@ -25,7 +25,7 @@ fn trace(seed: u64) -> (TraceId, Vec<Span>) {
     let span_id = |index: usize| SpanId(((seed << 8) | index as u64 | 1 << 63).to_be_bytes());
     let spans = (0..SPANS_PER_TRACE)
         .map(|index| {
-            let mut attributes = Attributes::new();
+            let mut attributes = Attributes::default();
             attributes.insert(
                 keys::SPAN_INPUTS.into(),
                 JsonText::from_raw(format!(r#"{{"step":{index}}}"#)),
@@ -100,7 +100,7 @@ fn acknowledged_traces_survive_a_killed_server() {
                 while running.load(Ordering::Relaxed) {
                     seed += 1;
                     let (trace_id, spans) = trace(seed);
-                    let body = export_request(&spans, &EventAttributes::new()).encode_to_vec();
+                    let body = export_request(&spans, &EventAttributes::default()).encode_to_vec();
                     match agent
                         .post(&format!("{base}/v1/traces"))
                         .header("content-type", "application/x-protobuf")
