@@ -2,86 +2,22 @@
 //!
 //! Run: `cargo bench -p mlflow-tracing --bench overhead`. Criterion prints each figure; at the end a table
 //! gives each figure in nanoseconds per span with its ratio to the OpenTelemetry baseline of the same run.
-//!
-//! Shapes (the same attributes on both sides: span type, function name, inputs and outputs as JSON):
-//! - `trace_fn_child`: a `#[trace]` function `add(a, b)` called under an open parent span;
-//! - `start_span_child`: a child span with `set_inputs`/`set_outputs` of a 3-key map and one attribute;
-//! - `llm_child`: a chat-model child span: inputs of a 1 KB system prompt and a question, outputs of a 0.5 KB
-//!   answer, the model name as an attribute (the payload encoding dominates);
-//! - `disabled`: the `#[trace]` function with tracing disabled, against the plain function.
-//!
-//! Parents close every 100 children so finished traces flow to the export side as in a real program.
+//! The shapes are described in `shapes/mod.rs`; `disabled` adds the `#[trace]` function with tracing
+//! disabled, against the plain function. On a noisy machine the `instructions` bench gives steadier figures.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use mlflow_tracing::{Config, start_span, trace};
-use opentelemetry::trace::{TraceContextExt, Tracer as _, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracer, SdkTracerProvider};
-use serde::Serialize;
+use mlflow_tracing::{Config, start_span};
 
-const CHILDREN_PER_PARENT: u64 = 100;
-
-#[trace]
-fn add(a: i64, b: i64) -> i64 {
-    a + b
-}
-
-#[inline(never)]
-fn plain_add(a: i64, b: i64) -> i64 {
-    a + b
-}
-
-#[derive(Serialize)]
-struct ThreeKeys {
-    question: &'static str,
-    k: u32,
-    temperature: f64,
-}
-
-const INPUTS: ThreeKeys = ThreeKeys {
-    question: "what is mlflow?",
-    k: 3,
-    temperature: 0.1,
+mod shapes;
+use shapes::{
+    CHILDREN_PER_PARENT, DiscardingExporter, EXPORTED_TRACES, Otel, add, chat_answer, chat_request,
+    ours_llm_child, ours_start_span_child, ours_trace_fn, plain_add,
 };
-
-#[derive(Serialize)]
-struct Message {
-    role: &'static str,
-    content: String,
-}
-
-#[derive(Serialize)]
-struct ChatRequest {
-    messages: Vec<Message>,
-}
-
-fn chat_request() -> ChatRequest {
-    ChatRequest {
-        messages: vec![
-            Message {
-                role: "system",
-                content:
-                    "You are a careful assistant. Answer from the retrieved context only, cite the \
-                          document you used, and say so when the context does not hold the answer. "
-                        .repeat(6),
-            },
-            Message {
-                role: "user",
-                content: "How do I trace an agent that calls tools on several threads?".to_owned(),
-            },
-        ],
-    }
-}
-
-fn chat_answer() -> String {
-    "Start a span in the agent, then carry its context into every thread that calls a tool. "
-        .repeat(6)
-}
 
 /// Lets the export thread finish the queue our spans filled, so that it does not compete with the
 /// OpenTelemetry runs that follow (its batch processor has a thread of its own).
@@ -99,92 +35,6 @@ fn timed_under_parents(iterations: u64, mut with_parent: impl FnMut(u64)) -> Dur
         remaining -= batch;
     }
     started.elapsed()
-}
-
-struct Otel {
-    tracer: SdkTracer,
-    exporter: InMemorySpanExporter,
-    _provider: SdkTracerProvider,
-}
-
-impl Otel {
-    fn simple() -> Otel {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Otel {
-            tracer: provider.tracer("bench"),
-            exporter,
-            _provider: provider,
-        }
-    }
-
-    fn batch() -> Otel {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter.clone())
-            .build();
-        Otel {
-            tracer: provider.tracer("bench"),
-            exporter,
-            _provider: provider,
-        }
-    }
-
-    fn parent(&self, count: u64, mut child: impl FnMut()) {
-        self.tracer
-            .in_span("parent", |_context| (0..count).for_each(|_| child()));
-        self.exporter.reset();
-    }
-
-    /// What `#[trace] fn add` records, done by hand with the OpenTelemetry API.
-    fn traced_add(&self, a: i64, b: i64) -> i64 {
-        self.tracer.in_span("add", |context| {
-            let span = context.span();
-            span.set_attribute(KeyValue::new("mlflow.spanType", "UNKNOWN"));
-            span.set_attribute(KeyValue::new("mlflow.spanFunctionName", "add"));
-            let inputs =
-                serde_json::to_string(&serde_json::json!({"a": a, "b": b})).unwrap_or_default();
-            span.set_attribute(KeyValue::new("mlflow.spanInputs", inputs));
-            let result = plain_add(a, b);
-            span.set_attribute(KeyValue::new("mlflow.spanOutputs", result.to_string()));
-            result
-        })
-    }
-
-    fn llm_child(&self, request: &ChatRequest, answer: &str) {
-        let span = self.tracer.start("chat");
-        let context = Context::current_with_span(span);
-        let _attached = context.clone().attach();
-        let span = context.span();
-        span.set_attribute(KeyValue::new("mlflow.spanType", "CHAT_MODEL"));
-        span.set_attribute(KeyValue::new(
-            "mlflow.spanInputs",
-            serde_json::to_string(request).unwrap_or_default(),
-        ));
-        span.set_attribute(KeyValue::new("model", "\"gpt-4o\""));
-        span.set_attribute(KeyValue::new(
-            "mlflow.spanOutputs",
-            serde_json::to_string(answer).unwrap_or_default(),
-        ));
-    }
-
-    fn child_with_payloads(&self) {
-        let span = self.tracer.start("step");
-        let context = Context::current_with_span(span);
-        let _attached = context.clone().attach();
-        let span = context.span();
-        span.set_attribute(KeyValue::new(
-            "mlflow.spanInputs",
-            serde_json::to_string(&INPUTS).unwrap_or_default(),
-        ));
-        span.set_attribute(KeyValue::new("retriever", "\"bm25\""));
-        span.set_attribute(KeyValue::new(
-            "mlflow.spanOutputs",
-            serde_json::to_string(&INPUTS).unwrap_or_default(),
-        ));
-    }
 }
 
 /// Times one span shape: `ours` as a child of our parent span, then `theirs` under OpenTelemetry's simple
@@ -219,28 +69,16 @@ fn bench_shape(
 }
 
 fn bench_trace_fn(criterion: &mut Criterion) {
-    bench_shape(
-        criterion,
-        "trace_fn_child",
-        || {
-            black_box(add(black_box(1), black_box(2)));
-        },
-        |otel| {
-            black_box(otel.traced_add(black_box(1), black_box(2)));
-        },
-    );
+    bench_shape(criterion, "trace_fn_child", ours_trace_fn, |otel| {
+        black_box(otel.traced_add(black_box(1), black_box(2)));
+    });
 }
 
 fn bench_start_span(criterion: &mut Criterion) {
     bench_shape(
         criterion,
         "start_span_child",
-        || {
-            let span = start_span("step");
-            span.set_inputs(black_box(&INPUTS));
-            span.set_attribute("retriever", &"bm25");
-            span.set_outputs(black_box(&INPUTS));
-        },
+        ours_start_span_child,
         Otel::child_with_payloads,
     );
 }
@@ -250,14 +88,7 @@ fn bench_llm_child(criterion: &mut Criterion) {
     bench_shape(
         criterion,
         "llm_child",
-        || {
-            let span = mlflow_tracing::span("chat")
-                .span_type(mlflow_tracing::SpanType::ChatModel)
-                .start();
-            span.set_inputs(black_box(&request));
-            span.set_attribute("model", &"gpt-4o");
-            span.set_outputs(black_box(&answer));
-        },
+        || ours_llm_child(&request, &answer),
         |otel| otel.llm_child(&request, &answer),
     );
 }
@@ -351,20 +182,4 @@ fn main() {
         "export thread: {exported} traces converted and exported, {dropped} dropped at the full queue ({:.1}% kept up)",
         100.0 * exported as f64 / (exported + dropped).max(1) as f64
     );
-}
-
-static EXPORTED_TRACES: AtomicU64 = AtomicU64::new(0);
-
-/// Receives every finished trace and drops it: the export side does the same conversion work as with a real
-/// exporter, without keeping traces in memory.
-struct DiscardingExporter;
-
-impl mlflow_tracing::Exporter for DiscardingExporter {
-    fn export(
-        &mut self,
-        batch: &[std::sync::Arc<mlflow_tracing::Trace>],
-    ) -> Result<(), mlflow_tracing::ExportError> {
-        EXPORTED_TRACES.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
 }
