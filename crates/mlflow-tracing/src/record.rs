@@ -9,6 +9,7 @@
 //! the start of the text, a visible marker and the original size, so a 10 MB argument costs at most the limit.
 
 use std::fmt::{self, Debug, Write as _};
+use std::panic::{self, AssertUnwindSafe};
 
 use serde::Serialize;
 
@@ -152,6 +153,9 @@ enum OverflowSize {
     AtLeast(usize),
 }
 
+/// What a value whose `Serialize` refused is recorded as.
+const UNSERIALIZABLE: &str = "<unserializable value>";
+
 /// `Debug` text is a fallback for humans: it is kept to this size at most, whatever the payload limit.
 const MAX_DEBUG_BYTES: usize = 16 * 1024;
 
@@ -239,7 +243,7 @@ impl Payload {
         if crate::json::write_value(&mut self.bytes, value).is_err() {
             // The value's Serialize refused (for example a map with non-string keys): use a marker instead.
             self.bytes.truncate(before);
-            self.write_json_string("<unserializable value>");
+            self.write_json_string(UNSERIALIZABLE);
             return;
         }
         self.cut_to_limit();
@@ -356,10 +360,53 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// Encodes one value with the configured limit into the thread's scratch buffer, for a span on this
 /// thread's stack.
+///
+/// This is most of the cost of `set_inputs` and `set_outputs`, so the usual case (the scratch is free, the
+/// value serializes and fits the limit) runs without a [`Payload`]: the value is written straight onto the
+/// scratch, which a panicking `Serialize` cannot lose (it is given back, cut to where it was, before the
+/// panic goes on). Any other case takes the general path.
+#[inline]
 pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText {
-    let mut payload = Payload::new();
-    payload.write_serialize(value);
-    payload.finish()
+    let Some(mut scratch) = arena::take_scratch() else {
+        return PayloadText::Owned(encode(value));
+    };
+    let start = scratch.len();
+    let written = panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::json::write_value(&mut scratch, value)
+    }));
+    let limit = config::max_payload_bytes();
+    match written {
+        Ok(Ok(())) if scratch.len() - start <= limit => {
+            let end = scratch.len();
+            arena::return_scratch(scratch);
+            arena::thread_payload(start, end)
+        }
+        Ok(outcome) => {
+            // Over the limit, or refused: the general path takes the payload as written.
+            let refused = outcome.is_err();
+            if refused {
+                scratch.truncate(start);
+            }
+            let mut payload = Payload {
+                bytes: scratch,
+                start,
+                in_scratch: true,
+                limit,
+                dropped: 0,
+            };
+            if refused {
+                payload.write_json_string(UNSERIALIZABLE);
+            } else {
+                payload.cut_to_limit();
+            }
+            payload.finish()
+        }
+        Err(panic) => {
+            scratch.truncate(start);
+            arena::return_scratch(scratch);
+            panic::resume_unwind(panic)
+        }
+    }
 }
 
 /// Keeps the first `limit` bytes of `Debug` output, counts up to [`DEBUG_COUNT_FACTOR`] times more, then

@@ -557,6 +557,57 @@ fn bad_payloads_are_recorded_sensibly() {
     assert!(serde_json::from_str::<Value>(inputs).is_ok());
 }
 
+/// A value whose `Serialize` panics halfway through.
+struct PanicsWhileSerializing;
+
+impl Serialize for PanicsWhileSerializing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("written", "before the panic")?;
+        panic!("a Serialize implementation failed");
+    }
+}
+
+#[test]
+fn set_inputs_with_a_value_over_the_limit_refused_or_panicking_keeps_every_other_payload() {
+    {
+        let _root = start_span("root");
+        {
+            let before = start_span("before");
+            before.set_inputs(&json!({"kept": 1}));
+        }
+        let span = start_span("odd");
+        span.set_inputs(&"y".repeat(10 * 1024 * 1024));
+        let refused = std::collections::BTreeMap::from([(vec![1], 1)]);
+        span.set_attribute("refused", &refused);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            span.set_attribute("panicked", &PanicsWhileSerializing);
+        }));
+        assert!(outcome.is_err());
+        span.set_outputs(&json!({"after": "the panic"}));
+    }
+    let trace = last_trace();
+    assert_eq!(
+        span_named(&trace, "before").inputs(),
+        Some(json!({"kept": 1}))
+    );
+    let odd = span_named(&trace, "odd");
+    let inputs = odd.attributes[keys::SPAN_INPUTS].as_str();
+    assert!(inputs.len() < 1_100_000, "{}", inputs.len());
+    assert!(
+        inputs.ends_with("[truncated by mlflow-tracing: original size 10485762 bytes]\""),
+        "{}",
+        &inputs[inputs.len() - 100..]
+    );
+    assert_eq!(
+        odd.attributes["refused"].to_value(),
+        json!("<unserializable value>")
+    );
+    assert!(!odd.attributes.contains_key("panicked"));
+    assert_eq!(odd.outputs(), Some(json!({"after": "the panic"})));
+}
+
 #[derive(Debug)]
 struct Node {
     #[allow(dead_code)]
