@@ -27,6 +27,8 @@ use shapes::{
 
 const SMALL: u64 = 2_000;
 const LARGE: u64 = 6_000;
+/// Children run before the measured ones, on both sides.
+const WARM_UP: u64 = 1_000;
 
 /// Set in a child process to `<side>:<shape>:<children>`.
 const CHILD_ENV: &str = "MLFLOW_TRACING_INSTRUCTIONS_CHILD";
@@ -179,7 +181,7 @@ fn run_child(spec: &str) {
             .exporter(DiscardingExporter)
             .finished_buffer_size(4)
             .install();
-        let ours = |count: u64| {
+        let mut ours = |count: u64| {
             let _parent = start_span("parent");
             for _ in 0..count {
                 match shape {
@@ -189,6 +191,11 @@ fn run_child(spec: &str) {
                 }
             }
         };
+        // A warm-up the export thread catches up with, as it does in a program between bursts: its recycled
+        // buffers set the size new ones start at (callgrind runs one thread at a time, so without this every
+        // measured trace would grow its buffers from nothing).
+        under_parents(WARM_UP, &mut ours);
+        let _ = mlflow_tracing::flush(Duration::from_secs(600));
         under_parents(children, ours);
         let _ = mlflow_tracing::flush(Duration::from_secs(600));
         drop(tracing);
@@ -205,7 +212,7 @@ fn run_child(spec: &str) {
     } else {
         Otel::simple()
     };
-    under_parents(children, |count| {
+    let mut theirs = |count: u64| {
         otel.parent(count, || match shape {
             "trace_fn_child" => {
                 std::hint::black_box(otel.traced_add(1, 2));
@@ -213,7 +220,9 @@ fn run_child(spec: &str) {
             "start_span_child" => otel.child_with_payloads(),
             _ => otel.llm_child(&request, &answer),
         })
-    });
+    };
+    under_parents(WARM_UP, &mut theirs);
+    under_parents(children, theirs);
     drop(otel);
 }
 
