@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -14,19 +15,38 @@ use serde_json::Value;
 use crate::ids::{SpanId, TraceId};
 use crate::keys;
 
-/// A JSON document held as text (borrowed when it is a constant).
-#[derive(Clone, Default)]
-pub struct JsonText(Cow<'static, str>);
+/// A JSON document held as text: borrowed when it is a constant, shared when many spans hold the same one.
+#[derive(Clone)]
+pub struct JsonText(Text);
+
+#[derive(Clone)]
+enum Text {
+    Static(&'static str),
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl Default for JsonText {
+    fn default() -> Self {
+        Self::from_static("")
+    }
+}
 
 impl JsonText {
     /// Wraps text that is already JSON. Text that is not JSON is kept, and reads back as a JSON string.
     pub fn from_raw(text: impl Into<String>) -> Self {
-        Self(Cow::Owned(text.into()))
+        Self(Text::Owned(text.into()))
     }
 
     /// Wraps constant JSON text without copying it.
     pub const fn from_static(text: &'static str) -> Self {
-        Self(Cow::Borrowed(text))
+        Self(Text::Static(text))
+    }
+
+    /// Wraps JSON text that its clones share instead of copying (the trace id every span of a trace
+    /// carries, for example).
+    pub fn shared(text: impl Into<Arc<str>>) -> Self {
+        Self(Text::Shared(text.into()))
     }
 
     /// Encodes a JSON value.
@@ -46,17 +66,26 @@ impl JsonText {
 
     /// The JSON text as stored.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Text::Static(text) => text,
+            Text::Owned(text) => text,
+            Text::Shared(text) => text,
+        }
     }
 
     /// The text, consumed.
     pub fn into_string(self) -> String {
-        self.0.into_owned()
+        match self.0 {
+            Text::Owned(text) => text,
+            Text::Static(text) => text.to_owned(),
+            Text::Shared(text) => text.to_string(),
+        }
     }
 
     /// The JSON value; text that is not valid JSON reads as a JSON string of that text.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or_else(|_| Value::String(self.0.to_string()))
+        let text = self.as_str();
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
     }
 
     /// The value when it is a JSON string, without its quotes.
@@ -70,13 +99,13 @@ impl JsonText {
 
 impl PartialEq for JsonText {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0 || self.to_value() == other.to_value()
+        self.as_str() == other.as_str() || self.to_value() == other.to_value()
     }
 }
 
 impl fmt::Debug for JsonText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -341,6 +370,26 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_text_reads_the_same_whether_static_owned_or_shared() {
+        let shared = JsonText::shared("\"tr-0a\"");
+        let forms = [
+            JsonText::from_static("\"tr-0a\""),
+            JsonText::from_raw("\"tr-0a\""),
+            shared.clone(),
+            shared,
+        ];
+        for text in forms {
+            assert_eq!(text.as_str(), "\"tr-0a\"");
+            assert_eq!(text.to_value(), Value::from("tr-0a"));
+            assert_eq!(text.as_string_value().as_deref(), Some("tr-0a"));
+            assert_eq!(format!("{text:?}"), r#""\"tr-0a\"""#);
+            assert_eq!(text, JsonText::from_str_value("tr-0a"));
+            assert_eq!(text.clone().into_string(), "\"tr-0a\"");
+        }
+        assert_eq!(JsonText::default().as_str(), "");
+    }
 
     #[test]
     fn json_text_compares_values_not_spacing() {

@@ -255,7 +255,8 @@ fn extras_in_span_order(spans: &[SpanData], extras: &[(SpanId, Extra)]) -> bool 
 /// Builds the model's trace: spans parents-first, the derived record, then what the user set.
 fn build_trace(finished: FinishedTrace) -> Trace {
     let trace_id = finished.trace_id;
-    let request_id_json = JsonText::from_str_value(&trace_id.to_mlflow());
+    // Every span carries it: one shared text, not a copy per span (`tr-` and hex need no escaping).
+    let request_id_json = JsonText::shared(format!("\"{}\"", trace_id.to_mlflow()));
     let arena = finished.arena;
     let root_scratch = finished.root_scratch;
     let mut span_list = finished.spans;
