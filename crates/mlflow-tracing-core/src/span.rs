@@ -24,6 +24,12 @@ enum Text {
     Static(&'static str),
     Owned(String),
     Shared(Arc<str>),
+    /// `whole[start..end]`, on character boundaries (checked when made).
+    Part {
+        whole: Arc<str>,
+        start: u32,
+        end: u32,
+    },
 }
 
 impl Default for JsonText {
@@ -49,6 +55,17 @@ impl JsonText {
         Self(Text::Shared(text.into()))
     }
 
+    /// The JSON text at `range` of a shared text, without copying it (payloads written one after another
+    /// into one buffer); `None` when the range is outside the text or not on character boundaries.
+    pub fn part_of(whole: &Arc<str>, range: std::ops::Range<usize>) -> Option<Self> {
+        whole.get(range.clone())?;
+        Some(Self(Text::Part {
+            whole: Arc::clone(whole),
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        }))
+    }
+
     /// Encodes a JSON value.
     pub fn from_value(value: &Value) -> Self {
         Self::from_raw(value.to_string())
@@ -70,6 +87,9 @@ impl JsonText {
             Text::Static(text) => text,
             Text::Owned(text) => text,
             Text::Shared(text) => text,
+            Text::Part { whole, start, end } => whole
+                .get(*start as usize..*end as usize)
+                .unwrap_or_default(),
         }
     }
 
@@ -78,7 +98,7 @@ impl JsonText {
         match self.0 {
             Text::Owned(text) => text,
             Text::Static(text) => text.to_owned(),
-            Text::Shared(text) => text.to_string(),
+            Text::Shared(_) | Text::Part { .. } => self.as_str().to_owned(),
         }
     }
 
@@ -389,6 +409,21 @@ mod tests {
             assert_eq!(text.clone().into_string(), "\"tr-0a\"");
         }
         assert_eq!(JsonText::default().as_str(), "");
+    }
+
+    #[test]
+    fn json_text_parts_of_a_shared_text_read_their_range_only() {
+        let whole: Arc<str> = Arc::from(r#"{"a":1}"é"[2,3]"#);
+        let part = |range| JsonText::part_of(&whole, range).map(|text| text.as_str().to_owned());
+        assert_eq!(part(0..7).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(part(7..11).as_deref(), Some(r#""é""#));
+        assert_eq!(part(11..16).as_deref(), Some("[2,3]"));
+        let array = JsonText::part_of(&whole, 11..16).expect("in range");
+        assert_eq!(array.to_value(), serde_json::json!([2, 3]));
+        assert_eq!(array.clone().into_string(), "[2,3]");
+        // Outside the text, or inside a character: refused, never a panic.
+        assert!(part(11..17).is_none());
+        assert!(part(8..9).is_none());
     }
 
     #[test]

@@ -14,6 +14,9 @@
 
 use std::cell::Cell;
 use std::ops::Range;
+use std::sync::Arc;
+
+use mlflow_tracing_core::JsonText;
 
 /// The scratch buffer is kept at most this large between traces.
 const MAX_IDLE_SCRATCH_CAPACITY: usize = 64 * 1024;
@@ -78,14 +81,18 @@ impl PayloadText {
         }
     }
 
-    /// The text on the export thread: scratch ranges are read from the scratch buffer the trace's root
-    /// thread handed over.
-    pub(crate) fn resolve(self, trace_arena: &[u8], root_scratch: &[u8]) -> String {
+    /// The JSON text on the export thread, pointing into the trace's buffers: scratch ranges into the
+    /// scratch buffer the trace's root thread handed over, arena ranges into the trace's arena.
+    pub(crate) fn into_json_text(
+        self,
+        trace_arena: &SharedBuffer<'_>,
+        root_scratch: &SharedBuffer<'_>,
+    ) -> JsonText {
         match self {
-            PayloadText::Owned(text) => text,
-            PayloadText::Static(text) => text.to_owned(),
-            PayloadText::Trace(start, end) => text_of(trace_arena, start, end).to_owned(),
-            PayloadText::Thread(start, end) => text_of(root_scratch, start, end).to_owned(),
+            PayloadText::Owned(text) => JsonText::from_raw(text),
+            PayloadText::Static(text) => JsonText::from_static(text),
+            PayloadText::Trace(start, end) => trace_arena.json_text(start, end),
+            PayloadText::Thread(start, end) => root_scratch.json_text(start, end),
         }
     }
 
@@ -112,6 +119,31 @@ impl PayloadText {
             (Ok(start), Ok(end)) => PayloadText::Trace(start, end),
             _ => PayloadText::Owned(String::from_utf8_lossy(bytes).into_owned()),
         };
+    }
+}
+
+/// A trace's payload buffer on the export thread, made one shared text that the trace's payloads point
+/// into: each span's inputs, outputs and attributes then cost no allocation and no copy of their own.
+pub(crate) struct SharedBuffer<'a> {
+    bytes: &'a [u8],
+    /// `None` for an empty buffer, or one that is not UTF-8 (never expected: payloads are written whole).
+    text: Option<Arc<str>>,
+}
+
+impl<'a> SharedBuffer<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        let text = (!bytes.is_empty())
+            .then(|| std::str::from_utf8(bytes).ok().map(Arc::from))
+            .flatten();
+        SharedBuffer { bytes, text }
+    }
+
+    fn json_text(&self, start: u32, end: u32) -> JsonText {
+        let part = self
+            .text
+            .as_ref()
+            .and_then(|text| JsonText::part_of(text, range(start, end)));
+        part.unwrap_or_else(|| JsonText::from_raw(text_of(self.bytes, start, end)))
     }
 }
 

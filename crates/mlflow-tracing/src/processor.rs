@@ -22,6 +22,7 @@ use mlflow_tracing_core::{
     keys,
 };
 
+use crate::arena::SharedBuffer;
 use crate::config;
 use crate::export::Exporter;
 use crate::span_data::{Extra, SpanData};
@@ -272,7 +273,9 @@ fn build_trace(finished: FinishedTrace) -> Trace {
         extras.retain(|(owner, _)| position.contains_key(owner));
         extras.sort_by_key(|(owner, _)| position.get(owner).copied());
     }
-    let resources = (arena.as_slice(), root_scratch.as_slice());
+    let (shared_arena, shared_scratch) =
+        (SharedBuffer::new(&arena), SharedBuffer::new(&root_scratch));
+    let resources = (&shared_arena, &shared_scratch);
     let mut remaining = extras.drain(..);
     let mut spans: Vec<Span> = span_list
         .drain(..)
@@ -287,6 +290,7 @@ fn build_trace(finished: FinishedTrace) -> Trace {
         })
         .collect();
     drop(remaining);
+    drop((shared_arena, shared_scratch));
     crate::pool::recycle_span_list(span_list);
     crate::pool::recycle_extras_list(extras);
     crate::pool::recycle_arena(arena);

@@ -11,7 +11,7 @@ use mlflow_tracing_core::{
     keys,
 };
 
-use crate::arena::PayloadText;
+use crate::arena::{PayloadText, SharedBuffer};
 
 /// Text that is usually static.
 pub(crate) type Text = Cow<'static, str>;
@@ -154,7 +154,7 @@ impl SpanData {
         self,
         trace_id: TraceId,
         request_id_json: &JsonText,
-        (arena, root_scratch): (&[u8], &[u8]),
+        (arena, root_scratch): (&SharedBuffer<'_>, &SharedBuffer<'_>),
         extras: impl ExactSizeIterator<Item = Extra>,
     ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
@@ -172,7 +172,7 @@ impl SpanData {
         for extra in extras {
             match extra {
                 Extra::Attribute(key, json) => {
-                    attributes.insert(key, JsonText::from_raw(json.resolve(arena, root_scratch)));
+                    attributes.insert(key, json.into_json_text(arena, root_scratch));
                 }
                 Extra::Event(event) => events.push(event),
                 Extra::StatusMessage(message) => status_message = message,
@@ -187,13 +187,13 @@ impl SpanData {
         if let Some(inputs) = self.inputs {
             attributes.insert(
                 keys::SPAN_INPUTS.into(),
-                JsonText::from_raw(inputs.resolve(arena, root_scratch)),
+                inputs.into_json_text(arena, root_scratch),
             );
         }
         if let Some(outputs) = self.outputs {
             attributes.insert(
                 keys::SPAN_OUTPUTS.into(),
-                JsonText::from_raw(outputs.resolve(arena, root_scratch)),
+                outputs.into_json_text(arena, root_scratch),
             );
         }
         if !attributes.contains_key(keys::SPAN_LOG_LEVEL) {
@@ -279,7 +279,7 @@ mod tests {
         let span = data.into_span(
             trace_id,
             &JsonText::from_str_value(&trace_id.to_mlflow()),
-            (&[], &[]),
+            (&SharedBuffer::new(&[]), &SharedBuffer::new(&[])),
             extras.into_iter(),
         );
         let keys: Vec<_> = span.attributes.keys().map(|key| key.as_ref()).collect();
