@@ -4,13 +4,16 @@
 //!  set_inputs / #[trace] args ──▶ thread scratch (one String per thread, stack-like)
 //!                                   │ span ends: its bytes are copied under the trace lock
 //!                                   ▼
-//!                                 trace arena (one String per trace) ──▶ export thread builds JSON texts
+//!                                 trace arena (one String per trace) ──▶ export thread: one shared text
 //! ```
 //!
 //! While a span is open its payloads are ranges in the thread's scratch buffer; a span ending at the top
 //! of the stack truncates the scratch back to where it started. When the span ends they are copied into its
-//! trace's arena, which the export thread reads and frees in one piece: no small allocation crosses threads.
-//! Payloads of spans not held on a thread's stack (client API, detached spans) are plain `String`s.
+//! trace's arena (spans ending on the root's thread leave them in the scratch, which goes with the trace).
+//! The export thread copies each buffer once into a shared text that the exported spans' payloads are
+//! ranges of ([`SharedBuffer`]), and gives the buffer back to the pool: no small allocation per payload on
+//! either thread. Payloads of spans not held on a thread's stack (client API, detached spans) are plain
+//! `String`s.
 
 use std::cell::Cell;
 use std::ops::Range;
