@@ -134,7 +134,7 @@ impl<T: ?Sized> OutTypeName for OutArg<'_, T> {
 }
 
 /// A JSON text being built, with the size limit applied. It is written at the end of the thread's scratch
-/// buffer when that is free (see [`crate::arena`]), else into its own.
+/// buffer when that is free (see the `arena` module), else into its own.
 #[derive(Debug)]
 pub struct Payload {
     bytes: Vec<u8>,
