@@ -170,15 +170,20 @@ impl Payload {
         match arena::take_scratch() {
             Some(scratch) => {
                 let start = scratch.len();
-                Self {
-                    bytes: scratch,
-                    start,
-                    in_scratch: true,
-                    limit: config::max_payload_bytes(),
-                    dropped: 0,
-                }
+                Self::in_scratch(scratch, start, config::max_payload_bytes())
             }
             None => Self::owned(config::max_payload_bytes()),
+        }
+    }
+
+    /// A payload starting at `start` of the thread's scratch buffer (taken), which it gives back when done.
+    fn in_scratch(scratch: Vec<u8>, start: usize, limit: usize) -> Self {
+        Self {
+            bytes: scratch,
+            start,
+            in_scratch: true,
+            limit,
+            dropped: 0,
         }
     }
 
@@ -240,13 +245,19 @@ impl Payload {
     /// held whole for a moment, and only its first `limit` bytes are kept.
     fn write_serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
         let before = self.bytes.len();
-        if crate::json::write_value(&mut self.bytes, value).is_err() {
-            // The value's Serialize refused (for example a map with non-string keys): use a marker instead.
+        let written = crate::json::write_value(&mut self.bytes, value);
+        self.settle_serialized(before, written);
+    }
+
+    /// Applies the limit to a value serialized from `before` on, or, when its `Serialize` refused (for
+    /// example a map with non-string keys), replaces what it wrote with a marker.
+    fn settle_serialized(&mut self, before: usize, written: Result<(), crate::json::JsonError>) {
+        if written.is_err() {
             self.bytes.truncate(before);
             self.write_json_string(UNSERIALIZABLE);
-            return;
+        } else {
+            self.cut_to_limit();
         }
-        self.cut_to_limit();
     }
 
     /// Moves whatever is past the limit into the dropped count.
@@ -381,24 +392,10 @@ pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText
             arena::return_scratch(scratch);
             arena::thread_payload(start, end)
         }
-        Ok(outcome) => {
+        Ok(written) => {
             // Over the limit, or refused: the general path takes the payload as written.
-            let refused = outcome.is_err();
-            if refused {
-                scratch.truncate(start);
-            }
-            let mut payload = Payload {
-                bytes: scratch,
-                start,
-                in_scratch: true,
-                limit,
-                dropped: 0,
-            };
-            if refused {
-                payload.write_json_string(UNSERIALIZABLE);
-            } else {
-                payload.cut_to_limit();
-            }
+            let mut payload = Payload::in_scratch(scratch, start, limit);
+            payload.settle_serialized(start, written);
             payload.finish()
         }
         Err(panic) => {

@@ -22,7 +22,7 @@ pub fn span_to_rest_json(span: &Span) -> Value {
 /// the API splices it into answers as it is). An attribute's JSON text is transcoded to its native OTLP form
 /// as it is parsed, without building a `Value`.
 pub fn span_to_rest_text(span: &Span) -> String {
-    let mut out = JsonText::with_capacity(
+    let mut out = RestWriter::with_capacity(
         256 + span
             .attributes
             .iter()
@@ -102,11 +102,11 @@ pub fn span_to_rest_text(span: &Span) -> String {
 
 /// JSON text written piece by piece: fixed punctuation as given, values through serde_json so strings and
 /// numbers are escaped and formatted exactly as a serialized `Value` would have them.
-struct JsonText(Vec<u8>);
+struct RestWriter(Vec<u8>);
 
-impl JsonText {
+impl RestWriter {
     fn with_capacity(capacity: usize) -> Self {
-        JsonText(Vec::with_capacity(capacity))
+        RestWriter(Vec::with_capacity(capacity))
     }
 
     fn raw(&mut self, text: &str) {
@@ -166,7 +166,7 @@ impl JsonText {
 /// An attribute's JSON text as a native OTLP value: objects become key-value lists, integers `int_value`,
 /// and text that is not JSON a `string_value` of that text. An object with a repeated key takes the slower
 /// way through a `Value`, which keeps the last value at the first key's place.
-fn write_json_text(out: &mut JsonText, text: &str) {
+fn write_json_text(out: &mut RestWriter, text: &str) {
     let mark = out.0.len();
     let mut parser = serde_json::Deserializer::from_str(text);
     let transcoded = serde::de::DeserializeSeed::deserialize(AnyValueWriter(out), &mut parser)
@@ -179,7 +179,7 @@ fn write_json_text(out: &mut JsonText, text: &str) {
 }
 
 /// Event and link attributes: `[{key, value}]` of native values.
-fn write_entries(out: &mut JsonText, entries: &serde_json::Map<String, Value>) {
+fn write_entries(out: &mut RestWriter, entries: &serde_json::Map<String, Value>) {
     out.raw("[");
     for (index, (key, value)) in entries.iter().enumerate() {
         out.raw(if index == 0 {
@@ -196,7 +196,7 @@ fn write_entries(out: &mut JsonText, entries: &serde_json::Map<String, Value>) {
 }
 
 /// A JSON value as a native OTLP value, as [`json_to_any_value`] makes it, in proto-JSON.
-fn write_value(out: &mut JsonText, value: &Value) {
+fn write_value(out: &mut RestWriter, value: &Value) {
     match value {
         Value::Null => out.raw("{}"),
         Value::Bool(flag) => out.bool_value(*flag),
@@ -224,7 +224,7 @@ fn write_value(out: &mut JsonText, value: &Value) {
 }
 
 /// Writes the JSON value it is deserialized from as a native OTLP value (see [`write_json_text`]).
-struct AnyValueWriter<'a>(&'a mut JsonText);
+struct AnyValueWriter<'a>(&'a mut RestWriter);
 
 impl<'de> serde::de::DeserializeSeed<'de> for AnyValueWriter<'_> {
     type Value = ();
@@ -333,7 +333,7 @@ impl<'de> serde::de::Visitor<'de> for AnyValueWriter<'_> {
 }
 
 /// Writes an object key as a JSON string.
-struct KeyWriter<'a>(&'a mut JsonText);
+struct KeyWriter<'a>(&'a mut RestWriter);
 
 impl<'de> serde::de::DeserializeSeed<'de> for KeyWriter<'_> {
     type Value = ();
@@ -500,10 +500,10 @@ mod tests {
     use super::*;
     use crate::ids::{SpanId, TraceId};
     use crate::otlp_proto::common::v1::any_value;
-    use crate::span::{JsonText as Text, SpanStatus};
+    use crate::span::{JsonText, SpanStatus};
     use crate::test_random::Random;
 
-    fn write_key_values(out: &mut JsonText, key_values: &[KeyValue]) {
+    fn write_key_values(out: &mut RestWriter, key_values: &[KeyValue]) {
         out.raw("[");
         for (index, key_value) in key_values.iter().enumerate() {
             out.raw(if index == 0 {
@@ -519,7 +519,7 @@ mod tests {
         out.raw("]");
     }
 
-    fn write_any_value(out: &mut JsonText, value: Option<&AnyValue>) {
+    fn write_any_value(out: &mut RestWriter, value: Option<&AnyValue>) {
         let Some(native) = value.and_then(|value| value.value.as_ref()) else {
             out.raw("{}");
             return;
@@ -587,19 +587,19 @@ mod tests {
 
     /// Attribute text: mostly a value's JSON, sometimes text that is not JSON, an object whose key repeats
     /// (which a `Value` keeps once), one with many keys, or JSON with spaces.
-    fn attribute_text(random: &mut Random) -> Text {
+    fn attribute_text(random: &mut Random) -> JsonText {
         match random.below(10) {
-            0 => Text::from_raw(random.text()),
-            1 => Text::from_raw(r#"{"a":1,"b":[2],"a":{"c":null}}"#),
-            2 => Text::from_raw(format!(
+            0 => JsonText::from_raw(random.text()),
+            1 => JsonText::from_raw(r#"{"a":1,"b":[2],"a":{"c":null}}"#),
+            2 => JsonText::from_raw(format!(
                 "{{{}}}",
                 (0..40)
                     .map(|key| format!("\"k{key}\":{key}"))
                     .collect::<Vec<_>>()
                     .join(",")
             )),
-            3 => Text::from_raw(" [1, 2.50, \"x\"] "),
-            _ => Text::from_value(&value(random, 0)),
+            3 => JsonText::from_raw(" [1, 2.50, \"x\"] "),
+            _ => JsonText::from_value(&value(random, 0)),
         }
     }
 
@@ -608,9 +608,9 @@ mod tests {
         let mut random = Random(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5_000 {
             let text = attribute_text(&mut random);
-            let mut direct = JsonText::with_capacity(64);
+            let mut direct = RestWriter::with_capacity(64);
             write_json_text(&mut direct, text.as_str());
-            let mut through_otlp = JsonText::with_capacity(64);
+            let mut through_otlp = RestWriter::with_capacity(64);
             write_any_value(
                 &mut through_otlp,
                 Some(&json_to_any_value(&text.to_value())),
@@ -633,9 +633,9 @@ mod tests {
                     value: Some(json_to_any_value(value)),
                 })
                 .collect();
-            let mut direct = JsonText::with_capacity(64);
+            let mut direct = RestWriter::with_capacity(64);
             write_entries(&mut direct, &entries);
-            let mut through_otlp = JsonText::with_capacity(64);
+            let mut through_otlp = RestWriter::with_capacity(64);
             write_key_values(&mut through_otlp, &key_values);
             assert_eq!(direct.finish(), through_otlp.finish(), "{entries:?}");
         }
@@ -652,13 +652,13 @@ mod tests {
             end_time_unix_nano: Some(7),
             status: SpanStatus::ok(),
             attributes: [
-                ("s", Text::from_str_value("CHAIN")),
+                ("s", JsonText::from_str_value("CHAIN")),
                 (
                     "o",
-                    Text::from_raw(r#"{"q":"x","k":3,"t":0.5,"big":18446744073709551615}"#),
+                    JsonText::from_raw(r#"{"q":"x","k":3,"t":0.5,"big":18446744073709551615}"#),
                 ),
-                ("n", Text::from_raw("null")),
-                ("bad", Text::from_raw("{not json")),
+                ("n", JsonText::from_raw("null")),
+                ("bad", JsonText::from_raw("{not json")),
             ]
             .into_iter()
             .map(|(key, text)| (key.into(), text))

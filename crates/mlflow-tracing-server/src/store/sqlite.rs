@@ -1528,9 +1528,13 @@ fn upsert_trace_record(
     let stored = match &prepared.root {
         Some(root) => insert_or_update(
             connection,
-            "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, \
-             execution_duration, state, request_preview, response_preview) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &mut *connection
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, \
+                     execution_duration, state, request_preview, response_preview) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql_error)?,
             "UPDATE traces SET \
              request_time = iif(info_finalized, request_time, ?3), \
              execution_duration = iif(info_finalized, execution_duration, ?5), \
@@ -1552,8 +1556,12 @@ fn upsert_trace_record(
         )?,
         None => insert_or_update(
             connection,
-            "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, state) \
-             VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS')",
+            &mut *connection
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO traces (trace_id, experiment_id, request_time, end_time, state) \
+                     VALUES (?1, ?2, ?3, ?4, 'IN_PROGRESS')",
+                )
+                .map_err(sql_error)?,
             "UPDATE traces SET \
              request_time = iif(info_finalized, request_time, MIN(request_time, ?3)), \
              end_time = iif(info_finalized, end_time, MAX(COALESCE(end_time, ?4), ?4)) \
@@ -1574,15 +1582,11 @@ fn upsert_trace_record(
 /// wrote a row.
 fn insert_or_update(
     connection: &Connection,
-    insert: &str,
+    insert: &mut rusqlite::Statement<'_>,
     update: &str,
     values: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Option<i64>> {
-    let rows = connection
-        .prepare_cached(insert)
-        .map_err(sql_error)?
-        .execute(values)
-        .map_err(sql_error)?;
+    let rows = insert.execute(values).map_err(sql_error)?;
     if rows == 1 {
         return Ok(Some(connection.last_insert_rowid()));
     }
@@ -1594,13 +1598,22 @@ fn insert_or_update(
         .map_err(sql_error)
 }
 
-/// Stores one span of a trace, replacing the span if it was stored before (a span sent again, or by another
-/// path). As for trace records, a new span takes one plain insert, which needs no statement journal.
-fn put_span(connection: &Connection, trace_key: i64, span: &PreparedSpan) -> StoreResult<()> {
+/// Inserts a span unless its trace holds it already (see [`put_span`]).
+const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_key, span_id, parent_span_id, name, span_type, \
+     status, start_time, end_time, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Stores one span of a trace with `insert` (prepared from [`INSERT_SPAN`] once for all the spans of a
+/// write), replacing the span if it was stored before (a span sent again, or by another path). As for trace
+/// records, a new span takes one plain insert, which needs no statement journal.
+fn put_span(
+    connection: &Connection,
+    insert: &mut rusqlite::Statement<'_>,
+    trace_key: i64,
+    span: &PreparedSpan,
+) -> StoreResult<()> {
     let stored = insert_or_update(
         connection,
-        "INSERT OR IGNORE INTO spans (trace_key, span_id, parent_span_id, name, span_type, status, \
-         start_time, end_time, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        insert,
         "UPDATE spans SET parent_span_id = ?3, name = ?4, span_type = ?5, status = ?6, start_time = ?7, \
          end_time = ?8, content = ?9 WHERE trace_key = ?1 AND span_id = ?2 RETURNING span_key",
         params![
@@ -1629,6 +1642,7 @@ fn store_spans(
 ) -> StoreResult<usize> {
     let experiment_id = parse_experiment_id(experiment)?;
     require_experiment(connection, experiment_id)?;
+    let mut insert_span = connection.prepare_cached(INSERT_SPAN).map_err(sql_error)?;
     let mut stored = 0;
     for prepared in traces {
         // An upload names its trace in any spelling, so it is looked up first; the spans of OTLP always
@@ -1641,7 +1655,7 @@ fn store_spans(
         let trace_id = stored_id.as_deref().unwrap_or(&prepared.trace_id);
         let trace_key = upsert_trace_record(connection, experiment_id, trace_id, prepared)?;
         for span in &prepared.spans {
-            put_span(connection, trace_key, span)?;
+            put_span(connection, &mut insert_span, trace_key, span)?;
             stored += 1;
         }
         if let Some(root) = &prepared.root {
