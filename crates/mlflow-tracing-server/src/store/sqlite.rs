@@ -1,14 +1,17 @@
 //! The embedded SQLite store.
 //!
 //! ```text
-//!  handlers ──write(job)──▶ [channel] ──▶ writer thread: BEGIN; job₁ … jobₙ (each in a savepoint); COMMIT
-//!     ▲                                        │ replies to each job only after COMMIT (group commit)
-//!     └────────────── oneshot ◀────────────────┘
+//!  handlers ──write(job)──▶ [channel] ──▶ writer thread: BEGIN; job₁ … jobₙ as they come; COMMIT
+//!     ▲                                       │ ▲ the committed group      (commits when the last fsync is done)
+//!     │                                       ▼ │ synced
+//!     └────────────── oneshot ◀──────── fsync thread: syncs the WAL file, then replies to the group
 //!  handlers ──read(job)──▶ blocking pool thread with a reader connection (WAL: readers never wait on the writer)
 //! ```
 //!
 //! One writer keeps SQLite's single-writer rule explicit and batches concurrent writes into one transaction
-//! and one fsync; a write is acknowledged only once its transaction committed. Between writes it fills the
+//! and one fsync; a write is acknowledged only once its transaction committed and the WAL file holding it was
+//! synced. While one group's fsync runs, the writer already runs the writes that arrive into the next group's
+//! transaction, and commits it once the fsync is done (see `Flusher`). Between writes it fills the
 //! trigram index of span content, oldest spans first and within a budget (`IndexingBudget`), so
 //! indexing never sits between a write and its acknowledgement.
 
@@ -113,10 +116,29 @@ where
     }
 }
 
+/// What the writer thread receives.
+enum ToWriter {
+    Job(WriteJob),
+    /// The fsync thread synced every group committed so far.
+    Synced,
+    /// The last handle to the store was dropped.
+    Stop,
+}
+
+/// The store's handle on the writer thread; the last one dropped stops the thread once it has committed what
+/// it holds.
+struct WriterHandle(Sender<ToWriter>);
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        let _ = self.0.send(ToWriter::Stop);
+    }
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Sender<WriteJob>,
+    writer: Arc<WriterHandle>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<PathBuf>,
 }
@@ -278,15 +300,16 @@ impl SqliteStore {
             ))
             .map_err(sql_error)?;
         migrate(&mut connection)?;
-        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        let (writer, messages) = mpsc::channel::<ToWriter>();
+        let flusher = Flusher::start(&connection, path, writer.clone())?;
         std::thread::Builder::new()
             .name("mlflow-sqlite-writer".into())
-            .spawn(move || run_writer(connection, jobs))
+            .spawn(move || run_writer(connection, messages, flusher))
             .map_err(|error| {
                 StoreError::internal(format!("could not start the writer thread: {error}"))
             })?;
         Ok(SqliteStore {
-            writer,
+            writer: Arc::new(WriterHandle(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: Arc::new(path.to_owned()),
         })
@@ -304,7 +327,8 @@ impl SqliteStore {
             reply,
         });
         self.writer
-            .send(job)
+            .0
+            .send(ToWriter::Job(job))
             .map_err(|_| StoreError::internal("the SQLite writer thread has stopped"))?;
         answer
             .await
@@ -343,49 +367,259 @@ impl SqliteStore {
     }
 }
 
-fn run_writer(connection: Connection, jobs: Receiver<WriteJob>) {
+/// Where committed groups wait for their fsync before their replies. In WAL mode a commit is durable once the
+/// WAL file holding its frames is synced, and that is all `synchronous = FULL` adds to `NORMAL` there
+/// (`NORMAL` still syncs the WAL before each checkpoint and its header when it restarts, and it restarts
+/// only after a checkpoint that synced both files). So the writer commits with `NORMAL` and a thread syncs
+/// the WAL file through its own descriptor, then replies: meanwhile the writer runs the writes that arrive
+/// into the next transaction, which it commits once told the fsync is done, so groups stay as large as when
+/// the writer waited on the fsync itself. Readers may see a group before it is acknowledged; nothing is
+/// acknowledged before it is durable. Outside WAL mode the writer commits with `FULL` and replies itself.
+enum Flusher {
+    Thread(Sender<Committed>),
+    Inline,
+}
+
+/// A group whose transaction has ended, with its outcome.
+struct Committed {
+    group: Vec<WriteJob>,
+    outcome: StoreResult<()>,
+}
+
+impl Flusher {
+    fn start(
+        connection: &Connection,
+        path: &Path,
+        writer: Sender<ToWriter>,
+    ) -> StoreResult<Flusher> {
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .map_err(sql_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(Flusher::Inline);
+        }
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
+        let wal = std::fs::File::open(&wal_path)
+            .and_then(|wal| {
+                // The migration's writes created the file; its directory entry must be durable too.
+                wal.sync_all()?;
+                let directory = match wal_path.parent() {
+                    Some(directory) if !directory.as_os_str().is_empty() => directory,
+                    _ => Path::new("."),
+                };
+                std::fs::File::open(directory)?.sync_all()?;
+                Ok(wal)
+            })
+            .map_err(|error| {
+                StoreError::internal(format!(
+                    "could not open the WAL file {}: {error}",
+                    wal_path.display()
+                ))
+            })?;
+        connection
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(sql_error)?;
+        let (flusher, committed) = mpsc::channel::<Committed>();
+        std::thread::Builder::new()
+            .name("mlflow-sqlite-fsync".into())
+            .spawn(move || run_flusher(&wal, &committed, &writer))
+            .map_err(|error| {
+                StoreError::internal(format!("could not start the fsync thread: {error}"))
+            })?;
+        Ok(Flusher::Thread(flusher))
+    }
+
+    /// The `synchronous` level the writer's connection commits with.
+    fn commit_level(&self) -> &'static str {
+        match self {
+            Flusher::Thread(_) => "NORMAL",
+            Flusher::Inline => "FULL",
+        }
+    }
+
+    /// Hands a finished group on; true when its fsync is pending (the writer then holds its next commit until
+    /// it hears [`ToWriter::Synced`]).
+    fn finish(&self, committed: Committed) -> bool {
+        match self {
+            Flusher::Thread(flusher) => match flusher.send(committed) {
+                Ok(()) => true,
+                Err(mpsc::SendError(committed)) => {
+                    let outcome = committed.outcome.and(Err(StoreError::internal(
+                        "the SQLite fsync thread has stopped; the write may not be durable",
+                    )));
+                    reply_all(committed.group, &outcome);
+                    false
+                }
+            },
+            Flusher::Inline => {
+                reply_all(committed.group, &committed.outcome);
+                false
+            }
+        }
+    }
+}
+
+fn reply_all(group: Vec<WriteJob>, outcome: &StoreResult<()>) {
+    for job in group {
+        job.reply(outcome.clone());
+    }
+}
+
+/// Syncs the WAL file once for all the groups waiting, replies to them, and tells the writer.
+fn run_flusher(wal: &std::fs::File, committed: &Receiver<Committed>, writer: &Sender<ToWriter>) {
+    while let Ok(first) = committed.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(committed.try_iter());
+        let synced = if waiting.iter().any(|done| done.outcome.is_ok()) {
+            wal.sync_data().map_err(|error| {
+                StoreError::internal(format!(
+                    "committed, but the WAL file could not be synced: {error}"
+                ))
+            })
+        } else {
+            Ok(())
+        };
+        for done in waiting {
+            reply_all(done.group, &done.outcome.and(synced.clone()));
+        }
+        // The writer may be gone already (shutting down); its last group is answered all the same.
+        let _ = writer.send(ToWriter::Synced);
+    }
+}
+
+fn run_writer(connection: Connection, messages: Receiver<ToWriter>, flusher: Flusher) {
     // Whether spans may be waiting for the text index, which is filled only while no write waits.
     let mut text_backlog = true;
     let mut budget = IndexingBudget::new(Instant::now());
+    // The transaction being filled, and whether the last committed group still waits for its fsync.
+    let mut open: Option<OpenGroup> = None;
+    let mut syncing = false;
+    let mut stopping = false;
     loop {
-        let first = if text_backlog {
-            match jobs.try_recv() {
-                Ok(job) => job,
+        let message = if stopping {
+            match open {
+                // Nothing may wait any longer for a fsync that is not coming.
+                Some(_) => None,
+                None => break,
+            }
+        } else if open.is_some() || syncing || !text_backlog {
+            match messages.recv() {
+                Ok(message) => Some(message),
+                Err(_) => break,
+            }
+        } else {
+            match messages.try_recv() {
+                Ok(message) => Some(message),
                 Err(mpsc::TryRecvError::Empty) => match budget.wait_before_indexing(Instant::now())
                 {
                     None => {
                         let started = Instant::now();
-                        text_backlog = index_span_text(&connection);
+                        text_backlog = index_span_text(&connection, flusher.commit_level());
                         budget.spend(started.elapsed());
                         continue;
                     }
-                    Some(wait) => match jobs.recv_timeout(wait) {
-                        Ok(job) => job,
+                    Some(wait) => match messages.recv_timeout(wait) {
+                        Ok(message) => Some(message),
                         Err(mpsc::RecvTimeoutError::Timeout) => continue,
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     },
                 },
                 Err(mpsc::TryRecvError::Disconnected) => break,
             }
-        } else {
-            match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => break,
-            }
         };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+        // Take everything already waiting, running each write as it is taken.
+        let mut next = message;
+        while let Some(message) = next {
+            match message {
+                ToWriter::Job(job) => match &mut open {
+                    Some(group) => group.add(&connection, job),
+                    None => open = OpenGroup::begin(&connection, job),
+                },
+                ToWriter::Synced => syncing = false,
+                ToWriter::Stop => stopping = true,
             }
+            let full = open.as_ref().is_some_and(OpenGroup::is_full);
+            next = if full { None } else { messages.try_recv().ok() };
         }
-        let committed = commit_group(&connection, &mut group);
-        for job in group {
-            job.reply(committed.clone());
-        }
+        let Some(group) = open.take_if(|group| !syncing || stopping || group.must_close()) else {
+            continue;
+        };
+        let committed = group.close(&connection);
+        syncing = flusher.finish(committed);
         budget.wrote(Instant::now());
         text_backlog = true;
+    }
+}
+
+/// Writes run in one transaction, as they arrive, until it commits.
+struct OpenGroup {
+    jobs: Vec<WriteJob>,
+    /// A job failed: the others run again in savepoints when the group closes.
+    failed: bool,
+}
+
+impl OpenGroup {
+    /// Begins a transaction with `first`; if the transaction cannot begin, replies with the error.
+    fn begin(connection: &Connection, first: WriteJob) -> Option<OpenGroup> {
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            first.reply(Err(sql_error(error)));
+            return None;
+        }
+        let mut group = OpenGroup {
+            jobs: Vec::new(),
+            failed: false,
+        };
+        group.add(connection, first);
+        Some(group)
+    }
+
+    fn add(&mut self, connection: &Connection, mut job: WriteJob) {
+        // After a failure the transaction is rolled back at close; later jobs run only then.
+        if !self.failed {
+            self.failed = !job.run(connection);
+        }
+        self.jobs.push(job);
+    }
+
+    fn is_full(&self) -> bool {
+        self.jobs.len() >= MAX_GROUP
+    }
+
+    /// Whether the group must commit now rather than wait for the last fsync.
+    fn must_close(&self) -> bool {
+        self.failed || self.is_full()
+    }
+
+    /// Commits the jobs. Jobs run straight in the transaction: a savepoint per job would copy every page a
+    /// job touches first (a fifth of ingest with 50 traces per request). If a job failed, the transaction is
+    /// rolled back and the group runs again with each job in a savepoint, so the failing job's changes alone
+    /// are undone and the others commit.
+    fn close(self, connection: &Connection) -> Committed {
+        let OpenGroup { mut jobs, failed } = self;
+        let outcome = if !failed {
+            connection.execute_batch("COMMIT").map_err(|error| {
+                let _ = connection.execute_batch("ROLLBACK");
+                sql_error(error)
+            })
+        } else {
+            // A lone job that failed needs no second run: the rollback undid it and its error is its reply.
+            connection
+                .execute_batch("ROLLBACK")
+                .map_err(sql_error)
+                .and_then(|()| {
+                    if jobs.len() == 1 {
+                        Ok(())
+                    } else {
+                        commit_in_savepoints(connection, &mut jobs)
+                    }
+                })
+        };
+        Committed {
+            group: jobs,
+            outcome,
+        }
     }
 }
 
@@ -443,7 +677,7 @@ const TEXT_INDEX_ROUND: Duration = Duration::from_millis(3);
 /// Re-indexes spans whose content changed after they were indexed, then adds the oldest spans not yet in
 /// the text index, for about [`TEXT_INDEX_ROUND`], in one transaction. Returns whether work remains. A
 /// failure is logged and ends the backlog until the next write.
-fn index_span_text(connection: &Connection) -> bool {
+fn index_span_text(connection: &Connection, commit_level: &str) -> bool {
     let round = || -> StoreResult<bool> {
         let started = Instant::now();
         let (newest, mut through, stale): (i64, i64, bool) = connection
@@ -525,7 +759,7 @@ fn index_span_text(connection: &Connection) -> bool {
             let _ = connection.execute_batch("ROLLBACK");
         }
         connection
-            .execute_batch("PRAGMA synchronous = FULL")
+            .execute_batch(&format!("PRAGMA synchronous = {commit_level}"))
             .map_err(sql_error)?;
         filled
     };
@@ -535,42 +769,24 @@ fn index_span_text(connection: &Connection) -> bool {
     })
 }
 
-/// Runs a group of jobs in one transaction and commits it. Jobs run straight in the transaction: a savepoint
-/// per job would copy every page a job touches first (a fifth of ingest with 50 traces per request). If a job
-/// fails, the transaction is rolled back and the group runs again with each job in a savepoint, so the
-/// failing job's changes alone are undone and the others commit.
-fn commit_group(connection: &Connection, group: &mut [WriteJob]) -> StoreResult<()> {
-    let in_transaction = |run: &mut dyn FnMut() -> bool| -> StoreResult<bool> {
-        connection
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sql_error)?;
-        if !run() {
-            connection.execute_batch("ROLLBACK").map_err(sql_error)?;
-            return Ok(false);
-        }
-        if let Err(error) = connection.execute_batch("COMMIT") {
-            let _ = connection.execute_batch("ROLLBACK");
-            return Err(sql_error(error));
-        }
-        Ok(true)
-    };
-    // A lone job that failed needs no second run: the rollback undid it and its error is its reply.
-    if in_transaction(&mut || group.iter_mut().all(|job| job.run(connection)))? || group.len() == 1
+/// Runs the jobs in one transaction, each in its own savepoint, and commits it.
+fn commit_in_savepoints(connection: &Connection, jobs: &mut [WriteJob]) -> StoreResult<()> {
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(sql_error)?;
+    if !jobs
+        .iter_mut()
+        .all(|job| in_savepoint(connection, |connection| job.run(connection)))
     {
-        return Ok(());
-    }
-    let committed = in_transaction(&mut || {
-        group
-            .iter_mut()
-            .all(|job| in_savepoint(connection, |connection| job.run(connection)))
-    })?;
-    if committed {
-        Ok(())
-    } else {
-        Err(StoreError::internal(
+        let _ = connection.execute_batch("ROLLBACK");
+        return Err(StoreError::internal(
             "a savepoint failed; the group's writes were rolled back",
-        ))
+        ));
     }
+    connection.execute_batch("COMMIT").map_err(|error| {
+        let _ = connection.execute_batch("ROLLBACK");
+        sql_error(error)
+    })
 }
 
 /// Runs one job in a savepoint, so that a failing job leaves the others of its group intact; false only if
@@ -2420,11 +2636,11 @@ mod tests {
         migrate(&mut connection).unwrap();
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut answers = Vec::new();
-        let mut group: Vec<WriteJob> = Vec::new();
+        let mut group: Option<OpenGroup> = None;
         for (index, name) in ["first", "second", "third"].into_iter().enumerate() {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let runs = Arc::clone(&runs);
-            group.push(Box::new(PendingWrite {
+            let job: WriteJob = Box::new(PendingWrite {
                 work: move |connection: &Connection| {
                     runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     connection
@@ -2441,13 +2657,18 @@ mod tests {
                 },
                 result: None,
                 reply,
-            }));
+            });
+            match &mut group {
+                Some(group) => group.add(&connection, job),
+                None => group = OpenGroup::begin(&connection, job),
+            }
             answers.push(answer);
         }
-        commit_group(&connection, &mut group).unwrap();
-        for job in group {
-            job.reply(Ok(()));
-        }
+        let group = group.unwrap();
+        assert!(group.must_close(), "a failed group commits without waiting");
+        let committed = group.close(&connection);
+        committed.outcome.as_ref().unwrap();
+        reply_all(committed.group, &committed.outcome);
         let results: Vec<_> = answers
             .into_iter()
             .map(|answer| answer.blocking_recv().unwrap())
