@@ -425,7 +425,7 @@ fn run_load(label: &str, base: &str, options: &LoadOptions, server_pid: Option<u
 /// Runs the load and prints the figures.
 pub fn run(options: &LoadOptions) -> anyhow::Result<Vec<LoadReport>> {
     println!(
-        "OTLP ingest: {} clients, {}-span traces, {} per request, {:?} per server, writes acknowledged after COMMIT (SQLite WAL, synchronous=FULL)",
+        "OTLP ingest: {} clients, {}-span traces, {} per request, {:?} per server, writes acknowledged after COMMIT and a fsync of the SQLite WAL",
         options.clients, options.spans_per_trace, options.traces_per_request, options.duration
     );
     let mut reports = Vec::new();

@@ -2625,6 +2625,68 @@ mod tests {
         remove_database(&path);
     }
 
+    /// Writes sent together are all answered, after commit, and each answer holds its own result; once the
+    /// last handle to the store is dropped, its writer, fsync thread and connections go away (SQLite then
+    /// removes the WAL file, which it keeps while any connection is open).
+    #[test]
+    fn concurrent_writes_are_answered_and_the_dropped_store_closes() {
+        let path =
+            std::env::temp_dir().join(format!("mlflow-tracing-close-{}.db", std::process::id()));
+        remove_database(&path);
+        let store = SqliteStore::open(&path).unwrap();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        assert!(
+            wal.exists(),
+            "WAL mode keeps a WAL file while the store is open"
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let names: Vec<String> = (0..64).map(|index| format!("experiment-{index}")).collect();
+        let ids: Vec<String> = runtime.block_on(async {
+            let writes = names.iter().map(|name| {
+                let store = store.clone();
+                let name = name.clone();
+                tokio::spawn(async move { store.create_experiment(name, BTreeMap::new()).await })
+            });
+            let mut ids = Vec::new();
+            for write in writes.collect::<Vec<_>>() {
+                ids.push(write.await.unwrap().unwrap());
+            }
+            ids
+        });
+        let mut distinct = ids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), names.len(), "each write answers its own id");
+        for (id, name) in ids.iter().zip(&names) {
+            let experiment = runtime.block_on(store.get_experiment(id.clone())).unwrap();
+            assert_eq!(&experiment.name, name);
+        }
+        drop(store);
+        drop(runtime);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wal.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !wal.exists(),
+            "the store's connections stay open after it was dropped"
+        );
+        let stored: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM experiments WHERE name LIKE 'experiment-%'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, 64);
+        remove_database(&path);
+    }
+
     /// A failing job of a group is undone alone: the group is rolled back, run again with a savepoint per
     /// job, and the other jobs commit with their results.
     #[test]
