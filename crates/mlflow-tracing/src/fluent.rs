@@ -13,6 +13,7 @@ use std::time::Duration;
 use mlflow_tracing_core::{SpanId, SpanStatusCode, SpanType, Trace, TraceId, keys};
 use serde::Serialize;
 
+use crate::__private::FnMeta;
 use crate::arena::{self, PayloadText};
 use crate::context::{
     Frame, Parent, current_parent, extras_mark, pop_frame, with_extras, with_stack,
@@ -35,9 +36,8 @@ pub struct SpanBuilder {
     name: Text,
     span_type: Text,
     attributes: Vec<(Text, PayloadText)>,
-    static_attributes: &'static [(&'static str, &'static str)],
     inputs: Option<PayloadText>,
-    function_name: Option<&'static str>,
+    function: Option<&'static FnMeta>,
     start_time_ns: Option<u64>,
     experiment_id: Option<String>,
 }
@@ -48,9 +48,8 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
         name: name.into(),
         span_type: Cow::Borrowed("UNKNOWN"),
         attributes: Vec::new(),
-        static_attributes: &[],
         inputs: None,
-        function_name: None,
+        function: None,
         start_time_ns: None,
         experiment_id: None,
     }
@@ -107,17 +106,9 @@ impl SpanBuilder {
         self
     }
 
-    pub(crate) fn function_name(mut self, function_name: &'static str) -> Self {
-        self.function_name = Some(function_name);
-        self
-    }
-
-    /// Adds the attributes of a `#[trace]` function.
-    pub(crate) fn static_attributes(
-        mut self,
-        attributes: &'static [(&'static str, &'static str)],
-    ) -> Self {
-        self.static_attributes = attributes;
+    /// Records the span as a call of this `#[trace]` function, with its static attributes.
+    pub(crate) fn function(mut self, function: &'static FnMeta) -> Self {
+        self.function = Some(function);
         self
     }
 
@@ -136,8 +127,7 @@ impl SpanBuilder {
 
     fn into_data(self, span_id: SpanId, parent_id: Option<SpanId>) -> SpanData {
         let mut data = SpanData::new(span_id, parent_id, self.name, self.span_type);
-        data.function_name = self.function_name;
-        data.static_attributes = self.static_attributes;
+        data.function = self.function;
         data.inputs = self.inputs;
         if let Some(start_time_ns) = self.start_time_ns {
             data.start_ns = start_time_ns;

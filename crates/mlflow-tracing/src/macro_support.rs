@@ -35,16 +35,14 @@ impl FnMeta {
         parent_id: Option<mlflow_tracing_core::SpanId>,
     ) -> SpanData {
         let mut data = SpanData::new(span_id, parent_id, self.name.into(), self.span_type.into());
-        data.function_name = Some(self.function_name);
-        data.static_attributes = self.attributes;
+        data.function = Some(self);
         data
     }
 
     fn builder(&'static self) -> fluent::SpanBuilder {
         fluent::span(self.name)
             .span_type(mlflow_tracing_core::SpanType::parse(self.span_type))
-            .function_name(self.function_name)
-            .static_attributes(self.attributes)
+            .function(self)
     }
 }
 

@@ -11,6 +11,7 @@ use mlflow_tracing_core::{
     keys,
 };
 
+use crate::__private::FnMeta;
 use crate::arena::{PayloadText, SharedBuffer};
 
 /// Text that is usually static.
@@ -26,14 +27,13 @@ pub(crate) struct SpanData {
     pub(crate) status_code: SpanStatusCode,
     pub(crate) name: Text,
     pub(crate) span_type: Text,
-    pub(crate) function_name: Option<&'static str>,
+    /// The `#[trace]` function the span records: its name and static attributes.
+    pub(crate) function: Option<&'static FnMeta>,
     pub(crate) start_ns: u64,
     /// 0 while the span is open.
     pub(crate) end_ns: u64,
     pub(crate) inputs: Option<PayloadText>,
     pub(crate) outputs: Option<PayloadText>,
-    /// Attributes given to `#[trace(attributes(...))]`, as JSON text.
-    pub(crate) static_attributes: &'static [(&'static str, &'static str)],
 }
 
 /// What only some spans have, kept in a list beside the spans: the thread's while the span is on its stack,
@@ -99,13 +99,12 @@ impl SpanData {
             parent_id,
             name,
             span_type,
-            function_name: None,
+            function: None,
             start_ns: crate::clock::now_ns(),
             end_ns: 0,
             status_code: SpanStatusCode::Unset,
             inputs: None,
             outputs: None,
-            static_attributes: &[],
         }
     }
 
@@ -158,13 +157,16 @@ impl SpanData {
         extras: impl ExactSizeIterator<Item = Extra>,
     ) -> Span {
         let span_type = SpanType::parse(&self.span_type);
+        let static_attributes = self
+            .function
+            .map_or(&[][..], |function| function.attributes);
         let mut attributes = Attributes::with_capacity_and_hasher(
-            self.static_attributes.len() + extras.len() + 6,
+            static_attributes.len() + extras.len() + 6,
             Default::default(),
         );
         attributes.insert(keys::TRACE_REQUEST_ID.into(), request_id_json.clone());
         attributes.insert(keys::SPAN_TYPE.into(), span_type.to_json());
-        for (key, json) in self.static_attributes {
+        for (key, json) in static_attributes {
             attributes.insert((*key).into(), JsonText::from_static(json));
         }
         let mut events = Vec::new();
@@ -178,10 +180,10 @@ impl SpanData {
                 Extra::StatusMessage(message) => status_message = message,
             }
         }
-        if let Some(function_name) = self.function_name {
+        if let Some(function) = self.function {
             attributes.insert(
                 keys::SPAN_FUNCTION_NAME.into(),
-                JsonText::from_str_value(function_name),
+                JsonText::from_str_value(function.function_name),
             );
         }
         if let Some(inputs) = self.inputs {
@@ -235,7 +237,8 @@ pub(crate) fn find_attribute<'a>(
         _ => None,
     });
     dynamic.or_else(|| {
-        data.static_attributes
+        data.function?
+            .attributes
             .iter()
             .find(|(existing, _)| *existing == key)
             .map(|(_, json)| (*json).to_owned())
@@ -250,7 +253,7 @@ mod tests {
     fn span_data_stays_small() {
         // The per-span memory target is 300 bytes before payloads; keep the fixed part well under it.
         assert!(
-            std::mem::size_of::<SpanData>() <= 176,
+            std::mem::size_of::<SpanData>() <= 144,
             "{}",
             std::mem::size_of::<SpanData>()
         );
@@ -259,8 +262,13 @@ mod tests {
     #[test]
     fn conversion_writes_reserved_attributes_as_json_text() {
         let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into());
-        data.function_name = Some("run_agent");
-        data.static_attributes = &[("team", "\"rust\"")];
+        static RUN_AGENT: FnMeta = FnMeta {
+            name: "agent",
+            function_name: "run_agent",
+            span_type: "AGENT",
+            attributes: &[("team", "\"rust\"")],
+        };
+        data.function = Some(&RUN_AGENT);
         assert!(
             data.apply(SpanMutation::Inputs(PayloadText::Owned(
                 r#"{"q":"hi"}"#.into()
