@@ -186,10 +186,12 @@ pub(crate) fn fn_meta(
 ) -> TokenStream {
     let attribute_keys = static_attributes.iter().map(|(key, _)| key);
     let attribute_values = static_attributes.iter().map(|(_, json)| json);
+    // An identifier has nothing JSON escapes.
+    let function_name_json = format!("\"{function_name}\"");
     quote! {
         static __MLFLOW_META: ::mlflow_tracing::__private::FnMeta = ::mlflow_tracing::__private::FnMeta {
             name: #name,
-            function_name: #function_name,
+            function_name_json: #function_name_json,
             span_type: #span_type,
             attributes: &[#((#attribute_keys, #attribute_values)),*],
         };

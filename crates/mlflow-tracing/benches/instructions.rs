@@ -21,8 +21,8 @@ use mlflow_tracing::{Config, start_span};
 
 mod shapes;
 use shapes::{
-    CHILDREN_PER_PARENT, DiscardingExporter, EXPORTED_TRACES, Otel, chat_answer, chat_request,
-    ours_llm_child, ours_start_span_child, ours_trace_fn,
+    DiscardingExporter, EXPORTED_TRACES, Otel, chat_answer, chat_request, ours_llm_child,
+    ours_start_span_child, ours_trace_fn, under_parents,
 };
 
 const SMALL: u64 = 2_000;
@@ -224,14 +224,4 @@ fn run_child(spec: &str) {
     under_parents(WARM_UP, &mut theirs);
     under_parents(children, theirs);
     drop(otel);
-}
-
-/// Runs `children` children in parents of [`CHILDREN_PER_PARENT`].
-fn under_parents(children: u64, mut with_parent: impl FnMut(u64)) {
-    let mut remaining = children;
-    while remaining > 0 {
-        let batch = remaining.min(CHILDREN_PER_PARENT);
-        with_parent(batch);
-        remaining -= batch;
-    }
 }

@@ -15,8 +15,8 @@ use mlflow_tracing::{Config, start_span};
 
 mod shapes;
 use shapes::{
-    CHILDREN_PER_PARENT, DiscardingExporter, EXPORTED_TRACES, Otel, add, chat_answer, chat_request,
-    ours_llm_child, ours_start_span_child, ours_trace_fn, plain_add,
+    DiscardingExporter, EXPORTED_TRACES, Otel, add, chat_answer, chat_request, ours_llm_child,
+    ours_start_span_child, ours_trace_fn, plain_add, under_parents,
 };
 
 /// Lets the export thread finish the queue our spans filled, so that it does not compete with the
@@ -26,14 +26,9 @@ fn drain_export_queue() {
 }
 
 /// Times `iterations` children run by `with_parent(count)`, which opens a parent and runs `count` children.
-fn timed_under_parents(iterations: u64, mut with_parent: impl FnMut(u64)) -> Duration {
+fn timed_under_parents(iterations: u64, with_parent: impl FnMut(u64)) -> Duration {
     let started = Instant::now();
-    let mut remaining = iterations;
-    while remaining > 0 {
-        let batch = remaining.min(CHILDREN_PER_PARENT);
-        with_parent(batch);
-        remaining -= batch;
-    }
+    under_parents(iterations, with_parent);
     started.elapsed()
 }
 

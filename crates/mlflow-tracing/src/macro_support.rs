@@ -22,7 +22,8 @@ use crate::span_data::{SpanData, SpanMutation};
 #[derive(Debug)]
 pub struct FnMeta {
     pub name: &'static str,
-    pub function_name: &'static str,
+    /// The function's name as a JSON string, written once by the macro instead of once per span.
+    pub function_name_json: &'static str,
     pub span_type: &'static str,
     /// Keys with values already JSON-encoded by the macro.
     pub attributes: &'static [(&'static str, &'static str)],

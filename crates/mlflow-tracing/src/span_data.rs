@@ -183,7 +183,7 @@ impl SpanData {
         if let Some(function) = self.function {
             attributes.insert(
                 keys::SPAN_FUNCTION_NAME.into(),
-                JsonText::from_str_value(function.function_name),
+                JsonText::from_static(function.function_name_json),
             );
         }
         if let Some(inputs) = self.inputs {
@@ -264,7 +264,7 @@ mod tests {
         let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into());
         static RUN_AGENT: FnMeta = FnMeta {
             name: "agent",
-            function_name: "run_agent",
+            function_name_json: "\"run_agent\"",
             span_type: "AGENT",
             attributes: &[("team", "\"rust\"")],
         };
@@ -305,6 +305,10 @@ mod tests {
         );
         assert_eq!(span.attributes["model"].as_str(), "\"gpt-4o\"");
         assert_eq!(span.attributes[keys::SPAN_TYPE].as_str(), "\"AGENT\"");
+        assert_eq!(
+            span.attributes[keys::SPAN_FUNCTION_NAME].as_str(),
+            "\"run_agent\""
+        );
         assert_eq!(span.attributes[keys::SPAN_LOG_LEVEL].as_str(), "20");
         assert_eq!(span.duration_ns(), Some(10));
     }

@@ -23,6 +23,17 @@ use serde::Serialize;
 
 pub(crate) const CHILDREN_PER_PARENT: u64 = 100;
 
+/// Runs `children` children through `with_parent(count)`, which opens a parent and runs `count` children
+/// in it, in parents of [`CHILDREN_PER_PARENT`].
+pub(crate) fn under_parents(children: u64, mut with_parent: impl FnMut(u64)) {
+    let mut remaining = children;
+    while remaining > 0 {
+        let batch = remaining.min(CHILDREN_PER_PARENT);
+        with_parent(batch);
+        remaining -= batch;
+    }
+}
+
 #[trace]
 pub(crate) fn add(a: i64, b: i64) -> i64 {
     a + b
