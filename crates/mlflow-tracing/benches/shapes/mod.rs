@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mlflow_tracing::{start_span, trace};
 use opentelemetry::trace::{TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SdkTracer, SdkTracerProvider, TracerProviderBuilder,
+};
 use serde::Serialize;
 
 pub(crate) const CHILDREN_PER_PARENT: u64 = 100;
@@ -121,23 +123,21 @@ pub(crate) struct Otel {
 }
 
 impl Otel {
+    /// A tracer whose in-memory exporter sits behind the simple processor (export on the traced thread).
     pub(crate) fn simple() -> Otel {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Otel {
-            tracer: provider.tracer("bench"),
-            exporter,
-            _provider: provider,
-        }
+        Otel::with(|builder, exporter| builder.with_simple_exporter(exporter))
     }
 
+    /// A tracer whose in-memory exporter sits behind the batch processor (export on its own thread).
     pub(crate) fn batch() -> Otel {
+        Otel::with(|builder, exporter| builder.with_batch_exporter(exporter))
+    }
+
+    fn with(
+        processor: impl FnOnce(TracerProviderBuilder, InMemorySpanExporter) -> TracerProviderBuilder,
+    ) -> Otel {
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter.clone())
-            .build();
+        let provider = processor(SdkTracerProvider::builder(), exporter.clone()).build();
         Otel {
             tracer: provider.tracer("bench"),
             exporter,
