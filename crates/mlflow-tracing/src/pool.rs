@@ -5,10 +5,18 @@
 //! allocator (glibc serializes cross-thread frees on the arena's lock), so the export thread hands the
 //! emptied buffers back instead, and new traces reuse them.
 //!
+//! A recycled buffer's memory was last read on the export thread's core. Each of its cache lines that the
+//! next trace writes must first be taken back from that core, and when those writes are spread through
+//! recording, each can stall the application's thread: a later load that needs a store still waiting for
+//! its line must wait too (a struct moved into a list, a payload read back). So a buffer taken from the
+//! pool has as much of it as the last trace used written at once, up to [`MAX_WARM_BYTES`]: one sweep
+//! whose line transfers overlap, before recording starts.
+//!
 //! When every buffer is in flight (the export thread is behind), a new one starts at the capacity the last
 //! recycled one had: a trace about as large as the last one then fills it without growing it, which would
 //! copy it several times and touch fresh pages on the application's thread.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -22,10 +30,12 @@ const MAX_POOLED: usize = 64;
 const MAX_POOLED_BYTES: usize = 1024 * 1024;
 /// A new buffer starts at most this large, whatever the last one grew to.
 const MAX_STARTING_BYTES: usize = 64 * 1024;
+/// At most this much of a recycled buffer is written before it is handed out.
+const MAX_WARM_BYTES: usize = 64 * 1024;
 
-/// Emptied buffers of one kind, and the capacity a new one starts with.
+/// Emptied buffers of one kind, each with how many items it held, and the capacity a new one starts with.
 struct Pool<T> {
-    free: Mutex<Vec<Vec<T>>>,
+    free: Mutex<Vec<(Vec<T>, usize)>>,
     starting_capacity: AtomicUsize,
 }
 
@@ -38,12 +48,18 @@ impl<T> Pool<T> {
     }
 
     fn take(&self) -> Vec<T> {
-        lock(&self.free)
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.starting_capacity.load(Ordering::Relaxed)))
+        let recycled = lock(&self.free).pop();
+        match recycled {
+            Some((mut buffer, used)) => {
+                warm(&mut buffer, used);
+                buffer
+            }
+            None => Vec::with_capacity(self.starting_capacity.load(Ordering::Relaxed)),
+        }
     }
 
-    fn give_back(&self, mut buffer: Vec<T>) {
+    /// Keeps `buffer`, which held `used` items, for reuse.
+    fn give_back(&self, mut buffer: Vec<T>, used: usize) {
         buffer.clear();
         let item_bytes = std::mem::size_of::<T>().max(1);
         let capacity = buffer.capacity();
@@ -54,9 +70,17 @@ impl<T> Pool<T> {
         if capacity > 0 && capacity * item_bytes <= MAX_POOLED_BYTES {
             let mut free = lock(&self.free);
             if free.len() < MAX_POOLED {
-                free.push(buffer);
+                free.push((buffer, used.min(capacity)));
             }
         }
+    }
+}
+
+/// Writes the first `items` slots of an empty buffer, at most [`MAX_WARM_BYTES`] of them.
+fn warm<T>(buffer: &mut Vec<T>, items: usize) {
+    let items = items.min(MAX_WARM_BYTES / std::mem::size_of::<T>().max(1));
+    for slot in buffer.spare_capacity_mut().iter_mut().take(items) {
+        *slot = MaybeUninit::zeroed();
     }
 }
 
@@ -85,19 +109,20 @@ pub(crate) fn arena() -> Vec<u8> {
     ARENAS.take()
 }
 
-/// Gives back a span list whose spans were taken.
-pub(crate) fn recycle_span_list(spans: Vec<SpanData>) {
-    SPAN_LISTS.give_back(spans);
+/// Gives back a span list that held `used` spans, since taken.
+pub(crate) fn recycle_span_list(spans: Vec<SpanData>, used: usize) {
+    SPAN_LISTS.give_back(spans, used);
 }
 
-/// Gives back an extras list whose extras were taken.
-pub(crate) fn recycle_extras_list(extras: Vec<(SpanId, Extra)>) {
-    EXTRAS_LISTS.give_back(extras);
+/// Gives back an extras list that held `used` extras, since taken.
+pub(crate) fn recycle_extras_list(extras: Vec<(SpanId, Extra)>, used: usize) {
+    EXTRAS_LISTS.give_back(extras, used);
 }
 
 /// Gives back a payload arena that was read.
 pub(crate) fn recycle_arena(arena: Vec<u8>) {
-    ARENAS.give_back(arena);
+    let used = arena.len();
+    ARENAS.give_back(arena, used);
 }
 
 #[cfg(test)]
@@ -111,7 +136,7 @@ mod tests {
         let mut grown = pool.take();
         grown.extend(0..1000);
         let grown_capacity = grown.capacity();
-        pool.give_back(grown);
+        pool.give_back(grown, 1000);
         let reused = pool.take();
         assert_eq!(reused.capacity(), grown_capacity);
         assert!(reused.is_empty());
@@ -124,7 +149,7 @@ mod tests {
         let pool: Pool<u8> = Pool::new();
         let mut huge = pool.take();
         huge.resize(MAX_POOLED_BYTES + 1, 0);
-        pool.give_back(huge);
+        pool.give_back(huge, MAX_POOLED_BYTES + 1);
         assert!(lock(&pool.free).is_empty());
         assert_eq!(pool.take().capacity(), MAX_STARTING_BYTES);
     }
