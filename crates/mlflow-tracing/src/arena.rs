@@ -15,7 +15,7 @@
 //! either thread. Payloads of spans not held on a thread's stack (client API, detached spans) are plain
 //! `String`s.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -25,8 +25,13 @@ use mlflow_tracing_core::JsonText;
 const MAX_IDLE_SCRATCH_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
-    /// `None` while a payload is being written into it (a nested write then uses its own buffer).
-    static SCRATCH: Cell<Option<Vec<u8>>> = const { Cell::new(Some(Vec::new())) };
+    /// Borrowed while a payload is written into it in place, and `None` while a payload being written
+    /// holds it ([`crate::record::Payload`]): a nested write then uses a buffer of its own.
+    ///
+    /// Written in place, the buffer stays where it is. Moving it out and back for every payload stores
+    /// its three words and soon loads them again with wider loads, which wait for the stores to reach the
+    /// cache (the CPU forwards one store to a load, not several).
+    static SCRATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(Some(Vec::new())) };
 }
 
 /// A payload's JSON text, wherever it is.
@@ -156,25 +161,33 @@ impl From<String> for PayloadText {
     }
 }
 
-/// Takes the scratch buffer for writing; `None` when it is taken already.
+/// Takes the scratch buffer for writing; `None` when it is taken or borrowed already.
 #[inline]
 pub(crate) fn take_scratch() -> Option<Vec<u8>> {
-    SCRATCH.try_with(Cell::take).ok().flatten()
+    SCRATCH
+        .try_with(|cell| cell.try_borrow_mut().ok()?.take())
+        .ok()
+        .flatten()
 }
 
 /// Gives the scratch buffer back.
 #[inline]
 pub(crate) fn return_scratch(scratch: Vec<u8>) {
-    let _ = SCRATCH.try_with(|cell| cell.set(Some(scratch)));
+    let _ = SCRATCH.try_with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = Some(scratch);
+        }
+    });
 }
 
-/// Runs `work` on the scratch buffer; `None` when it is taken.
+/// Runs `work` on the scratch buffer in place; `None` when it is taken or borrowed (`work` writing a
+/// payload whose `Serialize` writes one too).
 #[inline]
 pub(crate) fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
-    let mut scratch = take_scratch()?;
-    let result = work(&mut scratch);
-    return_scratch(scratch);
-    Some(result)
+    SCRATCH
+        .try_with(|cell| cell.try_borrow_mut().ok()?.as_mut().map(work))
+        .ok()
+        .flatten()
 }
 
 /// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is taken.

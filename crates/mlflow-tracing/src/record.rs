@@ -8,6 +8,7 @@
 //! Payloads larger than [`crate::Config::max_payload_bytes`] are cut: the value becomes a JSON string holding
 //! the start of the text, a visible marker and the original size, so a 10 MB argument costs at most the limit.
 
+use std::any::Any;
 use std::fmt::{self, Debug, Write as _};
 use std::panic::{self, AssertUnwindSafe};
 
@@ -374,35 +375,45 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
 ///
 /// This is most of the cost of `set_inputs` and `set_outputs`, so the usual case (the scratch is free, the
 /// value serializes and fits the limit) runs without a [`Payload`]: the value is written straight onto the
-/// scratch, which a panicking `Serialize` cannot lose (it is given back, cut to where it was, before the
-/// panic goes on). Any other case takes the general path.
+/// scratch, in place (a panicking `Serialize` leaves it cut back to where it was before the panic goes
+/// on). Any other case takes the general path, with what was written.
 #[inline]
 pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText {
-    let Some(mut scratch) = arena::take_scratch() else {
-        return PayloadText::Owned(encode(value));
-    };
-    let start = scratch.len();
-    let written = panic::catch_unwind(AssertUnwindSafe(|| {
-        crate::json::write_value(&mut scratch, value)
-    }));
+    enum Written {
+        InPlace(PayloadText),
+        /// Over the limit, or refused: the bytes from `start` on are for the general path.
+        Settle(usize, Result<(), crate::json::JsonError>),
+        Panicked(Box<dyn Any + Send>),
+    }
     let limit = config::max_payload_bytes();
+    let written = arena::with_scratch(|scratch| {
+        let start = scratch.len();
+        let written = panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::json::write_value(scratch, value)
+        }));
+        match written {
+            Ok(Ok(())) if scratch.len() - start <= limit => {
+                Written::InPlace(arena::thread_payload(start, scratch.len()))
+            }
+            Ok(written) => Written::Settle(start, written),
+            Err(panic) => {
+                scratch.truncate(start);
+                Written::Panicked(panic)
+            }
+        }
+    });
     match written {
-        Ok(Ok(())) if scratch.len() - start <= limit => {
-            let end = scratch.len();
-            arena::return_scratch(scratch);
-            arena::thread_payload(start, end)
-        }
-        Ok(written) => {
-            // Over the limit, or refused: the general path takes the payload as written.
-            let mut payload = Payload::in_scratch(scratch, start, limit);
-            payload.settle_serialized(start, written);
-            payload.finish()
-        }
-        Err(panic) => {
-            scratch.truncate(start);
-            arena::return_scratch(scratch);
-            panic::resume_unwind(panic)
-        }
+        Some(Written::InPlace(payload)) => payload,
+        Some(Written::Settle(start, written)) => match arena::take_scratch() {
+            Some(scratch) => {
+                let mut payload = Payload::in_scratch(scratch, start, limit);
+                payload.settle_serialized(start, written);
+                payload.finish()
+            }
+            None => PayloadText::Owned(encode(value)),
+        },
+        Some(Written::Panicked(panic)) => panic::resume_unwind(panic),
+        None => PayloadText::Owned(encode(value)),
     }
 }
 

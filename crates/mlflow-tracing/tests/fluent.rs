@@ -608,6 +608,37 @@ fn set_inputs_with_a_value_over_the_limit_refused_or_panicking_keeps_every_other
     assert_eq!(odd.outputs(), Some(json!({"after": "the panic"})));
 }
 
+/// A value that records a span of its own while it is serialized (say, one that traces its conversion).
+struct RecordsWhileSerializing;
+
+impl Serialize for RecordsWhileSerializing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let inner = start_span("inner");
+        inner.set_inputs(&json!({"nested": true}));
+        inner.set_attribute("depth", &2);
+        drop(inner);
+        serializer.serialize_str("outer value")
+    }
+}
+
+#[test]
+fn a_payload_whose_serialization_records_payloads_keeps_them_all() {
+    {
+        let _root = start_span("root");
+        let outer = start_span("outer");
+        outer.set_inputs(&RecordsWhileSerializing);
+        outer.set_outputs(&json!({"done": 1}));
+    }
+    let trace = last_trace();
+    let outer = span_named(&trace, "outer");
+    let inner = span_named(&trace, "inner");
+    assert_eq!(outer.inputs(), Some(json!("outer value")));
+    assert_eq!(outer.outputs(), Some(json!({"done": 1})));
+    assert_eq!(inner.inputs(), Some(json!({"nested": true})));
+    assert_eq!(inner.attributes["depth"].to_value(), json!(2));
+    assert_eq!(inner.parent_id, Some(outer.span_id));
+}
+
 #[derive(Debug)]
 struct Node {
     #[allow(dead_code)]
