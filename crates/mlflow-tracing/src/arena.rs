@@ -190,7 +190,8 @@ pub(crate) fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R>
         .flatten()
 }
 
-/// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is taken.
+/// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is taken or
+/// borrowed.
 #[inline]
 pub(crate) fn scratch_mark() -> u32 {
     with_scratch(|scratch| u32::try_from(scratch.len()).unwrap_or(u32::MAX)).unwrap_or(u32::MAX)
