@@ -110,7 +110,7 @@ pub(crate) fn error_mutations(parts: ErrorParts) -> [SpanMutation; 2] {
     };
     [
         SpanMutation::Status(SpanStatusCode::Error, Some(status_message)),
-        SpanMutation::Event(event),
+        SpanMutation::Event(Box::new(event)),
     ]
 }
 

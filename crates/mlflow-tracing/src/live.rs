@@ -268,9 +268,9 @@ macro_rules! span_mutation_methods {
             attributes: &T,
         ) {
             if self.is_recording() {
-                self.mutate($crate::span_data::SpanMutation::Event(
+                self.mutate($crate::span_data::SpanMutation::Event(Box::new(
                     $crate::live::new_event(name.into(), attributes),
-                ));
+                )));
             }
         }
 

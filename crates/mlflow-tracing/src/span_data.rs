@@ -41,7 +41,8 @@ pub(crate) struct SpanData {
 #[derive(Debug)]
 pub(crate) enum Extra {
     Attribute(Text, PayloadText),
-    Event(SpanEvent),
+    /// Boxed: events are rare, and attributes, one per `set_attribute`, then move half as many bytes.
+    Event(Box<SpanEvent>),
     StatusMessage(String),
 }
 
@@ -71,7 +72,7 @@ pub(crate) enum SpanMutation {
     Outputs(PayloadText),
     Attribute(Text, PayloadText),
     SpanType(Text),
-    Event(SpanEvent),
+    Event(Box<SpanEvent>),
     Status(SpanStatusCode, Option<String>),
 }
 
@@ -176,7 +177,7 @@ impl SpanData {
                 Extra::Attribute(key, json) => {
                     attributes.insert(key, json.into_json_text(arena, root_scratch));
                 }
-                Extra::Event(event) => events.push(event),
+                Extra::Event(event) => events.push(*event),
                 Extra::StatusMessage(message) => status_message = message,
             }
         }
@@ -256,6 +257,11 @@ mod tests {
             std::mem::size_of::<SpanData>() <= 144,
             "{}",
             std::mem::size_of::<SpanData>()
+        );
+        // An attribute is a key and a payload; nothing rarer makes every extra larger.
+        assert_eq!(
+            std::mem::size_of::<Extra>(),
+            std::mem::size_of::<(Text, PayloadText)>()
         );
     }
 

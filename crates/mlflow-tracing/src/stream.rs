@@ -51,11 +51,11 @@ impl Chunks {
             .into_iter()
             .collect();
         let name = format!("{}{}", keys::CHUNK_EVENT_PREFIX, self.count);
-        self.span.mutate(SpanMutation::Event(SpanEvent {
+        self.span.mutate(SpanMutation::Event(Box::new(SpanEvent {
             name,
             time_unix_nano: crate::clock::now_ns(),
             attributes,
-        }));
+        })));
         self.count += 1;
     }
 
