@@ -382,8 +382,11 @@ mod tests {
             Some(3)
         );
         assert_eq!(workers(&["mlflow-tracing", "server"]), None);
+        // At least one thread, and a core left to the writer wherever there is more than one.
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(default_workers(), cores.saturating_sub(1).max(1));
+        assert!(default_workers() >= 1);
+        assert!(cores == 1 || default_workers() < cores);
         assert!(Cli::try_parse_from(["mlflow-tracing", "server", "--workers", "many"]).is_err());
         assert!(Cli::try_parse_from(["mlflow-tracing", "server", "--workers", "0"]).is_err());
     }

@@ -262,7 +262,7 @@ fn build_trace(finished: FinishedTrace) -> Trace {
     let root_scratch = finished.root_scratch;
     let mut span_list = finished.spans;
     let mut extras = finished.extras;
-    let used = (span_list.len(), extras.len());
+    let (spans_used, extras_used) = (span_list.len(), extras.len());
     if !extras_in_span_order(&span_list, &extras) {
         // Each span's extras together, in the order of the spans, each span's in their own order; extras of
         // spans that were not kept (over the cap) go.
@@ -292,8 +292,8 @@ fn build_trace(finished: FinishedTrace) -> Trace {
         .collect();
     drop(remaining);
     drop((shared_arena, shared_scratch));
-    crate::pool::recycle_span_list(span_list, used.0);
-    crate::pool::recycle_extras_list(extras, used.1);
+    crate::pool::recycle_span_list(span_list, spans_used);
+    crate::pool::recycle_extras_list(extras, extras_used);
     crate::pool::recycle_arena(arena);
     crate::pool::recycle_arena(root_scratch);
     spans.sort_by_key(|span| (span.parent_id.is_some(), span.start_time_unix_nano));

@@ -82,9 +82,9 @@ pub(crate) struct FinishedTrace {
 impl FinishedTrace {
     /// Gives the trace's buffers back to the pool, for a trace that will not be exported.
     pub(crate) fn recycle(self) {
-        let used = (self.spans.len(), self.extras.len());
-        crate::pool::recycle_span_list(self.spans, used.0);
-        crate::pool::recycle_extras_list(self.extras, used.1);
+        let (spans_used, extras_used) = (self.spans.len(), self.extras.len());
+        crate::pool::recycle_span_list(self.spans, spans_used);
+        crate::pool::recycle_extras_list(self.extras, extras_used);
         crate::pool::recycle_arena(self.arena);
         crate::pool::recycle_arena(self.root_scratch);
     }

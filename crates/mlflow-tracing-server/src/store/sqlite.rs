@@ -599,10 +599,7 @@ impl OpenGroup {
     fn close(self, connection: &Connection) -> Committed {
         let OpenGroup { mut jobs, failed } = self;
         let outcome = if !failed {
-            connection.execute_batch("COMMIT").map_err(|error| {
-                let _ = connection.execute_batch("ROLLBACK");
-                sql_error(error)
-            })
+            commit(connection)
         } else {
             // A lone job that failed needs no second run: the rollback undid it and its error is its reply.
             connection
@@ -783,6 +780,11 @@ fn commit_in_savepoints(connection: &Connection, jobs: &mut [WriteJob]) -> Store
             "a savepoint failed; the group's writes were rolled back",
         ));
     }
+    commit(connection)
+}
+
+/// Commits the open transaction; if the commit fails, rolls it back.
+fn commit(connection: &Connection) -> StoreResult<()> {
     connection.execute_batch("COMMIT").map_err(|error| {
         let _ = connection.execute_batch("ROLLBACK");
         sql_error(error)
