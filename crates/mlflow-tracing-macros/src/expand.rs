@@ -146,15 +146,17 @@ pub(crate) fn record_inputs(
 ) -> TokenStream {
     let keys = inputs.iter().map(|(key, _)| quoted_key(key));
     let values = inputs.iter().map(|(_, value)| value);
+    // The values are variables (parameters, or the call's arguments bound before), so the closure only
+    // borrows them.
     quote! {
-        let mut __mlflow_payload = ::mlflow_tracing::__private::Payload::new();
-        __mlflow_payload.begin_object();
-        #(
-            __mlflow_payload.key(#keys);
-            (&&&&::mlflow_tracing::__private::Arg(&#values)).__record(&mut __mlflow_payload);
-        )*
-        __mlflow_payload.end_object();
-        #guard.#setter(__mlflow_payload.finish());
+        #guard.#setter(::mlflow_tracing::__private::Payload::record(|__mlflow_payload| {
+            __mlflow_payload.begin_object();
+            #(
+                __mlflow_payload.key(#keys);
+                (&&&&::mlflow_tracing::__private::Arg(&#values)).__record(__mlflow_payload);
+            )*
+            __mlflow_payload.end_object();
+        }));
     }
 }
 
@@ -169,9 +171,9 @@ pub(crate) fn record_result(
         match (&&&&::mlflow_tracing::__private::ErrProbe(&#result)).__error_parts() {
             ::core::option::Option::Some(__mlflow_error) => #guard.#error_setter(__mlflow_error),
             ::core::option::Option::None => {
-                let mut __mlflow_payload = ::mlflow_tracing::__private::Payload::new();
-                (&&&&&::mlflow_tracing::__private::OutArg(&#result)).__record_output(&mut __mlflow_payload);
-                #guard.#outputs_setter(__mlflow_payload.finish());
+                #guard.#outputs_setter(::mlflow_tracing::__private::Payload::record(|__mlflow_payload| {
+                    (&&&&&::mlflow_tracing::__private::OutArg(&#result)).__record_output(__mlflow_payload);
+                }));
             }
         }
     }
@@ -376,9 +378,11 @@ fn runtime_attribute_statements(
     let statements = attributes.iter().map(|AttributeArg { key, key_span: span, value }| {
         quote_spanned! {*span=>
             {
-                let mut __mlflow_payload = ::mlflow_tracing::__private::Payload::new();
-                (&&&&::mlflow_tracing::__private::Arg(&(#value))).__record(&mut __mlflow_payload);
-                #guard.#setter(#key, __mlflow_payload.finish());
+                // Evaluated out here: the expression may use `.await` or `?`, which a closure changes.
+                let __mlflow_value = &(#value);
+                #guard.#setter(#key, ::mlflow_tracing::__private::Payload::record(|__mlflow_payload| {
+                    (&&&&::mlflow_tracing::__private::Arg(__mlflow_value)).__record(__mlflow_payload);
+                }));
             }
         }
     });

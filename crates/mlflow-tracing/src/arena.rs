@@ -25,13 +25,13 @@ use mlflow_tracing_core::JsonText;
 const MAX_IDLE_SCRATCH_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
-    /// Borrowed while a payload is written into it in place, and `None` while a payload being written
-    /// holds it ([`crate::record::Payload`]): a nested write then uses a buffer of its own.
+    /// Borrowed while a payload is written into it, in place: a payload whose `Serialize` writes one too
+    /// finds it borrowed and uses a buffer of its own.
     ///
     /// Written in place, the buffer stays where it is. Moving it out and back for every payload stores
     /// its three words and soon loads them again with wider loads, which wait for the stores to reach the
     /// cache (the CPU forwards one store to a load, not several).
-    static SCRATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(Some(Vec::new())) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A payload's JSON text, wherever it is.
@@ -161,36 +161,21 @@ impl From<String> for PayloadText {
     }
 }
 
-/// Takes the scratch buffer for writing; `None` when it is taken or borrowed already.
-#[inline]
-pub(crate) fn take_scratch() -> Option<Vec<u8>> {
-    SCRATCH
-        .try_with(|cell| cell.try_borrow_mut().ok()?.take())
-        .ok()
-        .flatten()
-}
-
-/// Gives the scratch buffer back.
-#[inline]
-pub(crate) fn return_scratch(scratch: Vec<u8>) {
-    let _ = SCRATCH.try_with(|cell| {
-        if let Ok(mut slot) = cell.try_borrow_mut() {
-            *slot = Some(scratch);
-        }
-    });
-}
-
-/// Runs `work` on the scratch buffer in place; `None` when it is taken or borrowed (`work` writing a
-/// payload whose `Serialize` writes one too).
+/// Runs `work` on the scratch buffer in place; `None` when it is borrowed already (`work` writing a
+/// payload whose `Serialize` writes one too) or the thread is being torn down.
 #[inline]
 pub(crate) fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
     SCRATCH
-        .try_with(|cell| cell.try_borrow_mut().ok()?.as_mut().map(work))
+        .try_with(|cell| {
+            cell.try_borrow_mut()
+                .ok()
+                .map(|mut scratch| work(&mut scratch))
+        })
         .ok()
         .flatten()
 }
 
-/// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is taken or
+/// The scratch length, to truncate back to when the span pushed now ends; `u32::MAX` when it is
 /// borrowed.
 #[inline]
 pub(crate) fn scratch_mark() -> u32 {

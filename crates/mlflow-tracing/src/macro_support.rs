@@ -30,6 +30,7 @@ pub struct FnMeta {
 }
 
 impl FnMeta {
+    #[inline]
     fn data(
         &'static self,
         span_id: mlflow_tracing_core::SpanId,

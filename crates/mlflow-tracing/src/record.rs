@@ -8,7 +8,6 @@
 //! Payloads larger than [`crate::Config::max_payload_bytes`] are cut: the value becomes a JSON string holding
 //! the start of the text, a visible marker and the original size, so a 10 MB argument costs at most the limit.
 
-use std::any::Any;
 use std::fmt::{self, Debug, Write as _};
 use std::panic::{self, AssertUnwindSafe};
 
@@ -23,28 +22,28 @@ pub struct Arg<'a, T: ?Sized>(pub &'a T);
 
 /// Top priority, for a bare `f32`/`f64`: its JSON number, or its name (`"NaN"`, `"inf"`) when not finite.
 pub trait ViaFloat {
-    fn __record(&self, out: &mut Payload);
+    fn __record(&self, out: &mut Payload<'_>);
 }
 
 /// Next: the value's own JSON.
 pub trait ViaSerialize {
-    fn __record(&self, out: &mut Payload);
+    fn __record(&self, out: &mut Payload<'_>);
 }
 
 /// Second: the JSON string of the `Debug` text.
 pub trait ViaDebug {
-    fn __record(&self, out: &mut Payload);
+    fn __record(&self, out: &mut Payload<'_>);
 }
 
 /// Last: the type's name.
 pub trait ViaTypeName {
-    fn __record(&self, out: &mut Payload);
+    fn __record(&self, out: &mut Payload<'_>);
 }
 
 macro_rules! record_float {
     ($($float:ty),*) => {$(
         impl ViaFloat for &&&Arg<'_, $float> {
-            fn __record(&self, out: &mut Payload) {
+            fn __record(&self, out: &mut Payload<'_>) {
                 if self.0.is_finite() {
                     out.write_serialize(self.0);
                 } else {
@@ -57,19 +56,19 @@ macro_rules! record_float {
 record_float!(f32, f64);
 
 impl<T: Serialize + ?Sized> ViaSerialize for &&Arg<'_, T> {
-    fn __record(&self, out: &mut Payload) {
+    fn __record(&self, out: &mut Payload<'_>) {
         out.write_serialize(self.0);
     }
 }
 
 impl<T: Debug + ?Sized> ViaDebug for &Arg<'_, T> {
-    fn __record(&self, out: &mut Payload) {
+    fn __record(&self, out: &mut Payload<'_>) {
         out.write_debug(self.0);
     }
 }
 
 impl<T: ?Sized> ViaTypeName for Arg<'_, T> {
-    fn __record(&self, out: &mut Payload) {
+    fn __record(&self, out: &mut Payload<'_>) {
         out.write_type_name(std::any::type_name::<T>());
     }
 }
@@ -81,25 +80,25 @@ impl<T: ?Sized> ViaTypeName for Arg<'_, T> {
 pub struct OutArg<'a, T: ?Sized>(pub &'a T);
 
 pub trait OutFloat {
-    fn __record_output(&self, out: &mut Payload);
+    fn __record_output(&self, out: &mut Payload<'_>);
 }
 pub trait OutOk {
-    fn __record_output(&self, out: &mut Payload);
+    fn __record_output(&self, out: &mut Payload<'_>);
 }
 pub trait OutSerialize {
-    fn __record_output(&self, out: &mut Payload);
+    fn __record_output(&self, out: &mut Payload<'_>);
 }
 pub trait OutDebug {
-    fn __record_output(&self, out: &mut Payload);
+    fn __record_output(&self, out: &mut Payload<'_>);
 }
 pub trait OutTypeName {
-    fn __record_output(&self, out: &mut Payload);
+    fn __record_output(&self, out: &mut Payload<'_>);
 }
 
 macro_rules! output_float {
     ($($float:ty),*) => {$(
         impl OutFloat for &&&&OutArg<'_, $float> {
-            fn __record_output(&self, out: &mut Payload) {
+            fn __record_output(&self, out: &mut Payload<'_>) {
                 (&&&&Arg(self.0)).__record(out);
             }
         }
@@ -108,7 +107,7 @@ macro_rules! output_float {
 output_float!(f32, f64);
 
 impl<T: Serialize, E> OutOk for &&&OutArg<'_, Result<T, E>> {
-    fn __record_output(&self, out: &mut Payload) {
+    fn __record_output(&self, out: &mut Payload<'_>) {
         match self.0 {
             Ok(value) => out.write_serialize(value),
             Err(_) => out.write_json_string("<error>"),
@@ -117,32 +116,35 @@ impl<T: Serialize, E> OutOk for &&&OutArg<'_, Result<T, E>> {
 }
 
 impl<T: Serialize + ?Sized> OutSerialize for &&OutArg<'_, T> {
-    fn __record_output(&self, out: &mut Payload) {
+    fn __record_output(&self, out: &mut Payload<'_>) {
         out.write_serialize(self.0);
     }
 }
 
 impl<T: Debug + ?Sized> OutDebug for &OutArg<'_, T> {
-    fn __record_output(&self, out: &mut Payload) {
+    fn __record_output(&self, out: &mut Payload<'_>) {
         out.write_debug(self.0);
     }
 }
 
 impl<T: ?Sized> OutTypeName for OutArg<'_, T> {
-    fn __record_output(&self, out: &mut Payload) {
+    fn __record_output(&self, out: &mut Payload<'_>) {
         out.write_type_name(std::any::type_name::<T>());
     }
 }
 
-/// A JSON text being built, with the size limit applied. It is written at the end of the thread's scratch
-/// buffer when that is free (see the `arena` module), else into its own.
+/// A JSON text being built, with the size limit applied: at the end of the thread's scratch buffer,
+/// written where that buffer lives (see the `arena` module), or in a buffer of its own when the scratch is
+/// busy (a value whose `Serialize` records a payload too).
 #[derive(Debug)]
-pub struct Payload {
-    bytes: Vec<u8>,
+pub struct Payload<'a> {
+    bytes: &'a mut Vec<u8>,
     /// Where this payload starts in `bytes`.
     start: usize,
-    /// Whether `bytes` is the thread's scratch buffer, to be given back.
+    /// Whether `bytes` is the thread's scratch buffer.
     in_scratch: bool,
+    /// Set by `finish`; a payload dropped unfinished (a panicking `Serialize`) cuts `bytes` back to `start`.
+    finished: bool,
     limit: usize,
     /// Bytes written past the limit and not kept.
     dropped: usize,
@@ -164,44 +166,45 @@ const MAX_DEBUG_BYTES: usize = 16 * 1024;
 /// `Debug` implementation must neither run forever nor recurse until the stack overflows.
 const DEBUG_COUNT_FACTOR: usize = 4;
 
-impl Payload {
-    /// An empty payload with the configured limit, written into the thread's scratch buffer.
+impl Payload<'_> {
+    /// Records what `write` writes as one payload, with the configured limit: in the thread's scratch
+    /// buffer, borrowed for the whole of `write`, or in a buffer of its own when the scratch is busy.
     #[inline]
-    pub fn new() -> Self {
-        match arena::take_scratch() {
-            Some(scratch) => {
-                let start = scratch.len();
-                Self::in_scratch(scratch, start, config::max_payload_bytes())
+    pub fn record(write: impl FnOnce(&mut Payload<'_>)) -> PayloadText {
+        let limit = config::max_payload_bytes();
+        let mut write = Some(write);
+        let in_scratch = arena::with_scratch(|scratch| {
+            let write = write.take()?;
+            let start = scratch.len();
+            let mut payload = Payload::over(scratch, start, true, limit);
+            write(&mut payload);
+            Some(payload.finish())
+        });
+        match (in_scratch.flatten(), write) {
+            (Some(text), _) => text,
+            (None, Some(write)) => {
+                let mut bytes = Vec::new();
+                let mut payload = Payload::over(&mut bytes, 0, false, limit);
+                write(&mut payload);
+                payload.finish()
             }
-            None => Self::owned(config::max_payload_bytes()),
+            // Not reached: the closure gives `Some` whenever it has taken `write`.
+            (None, None) => PayloadText::Owned("null".to_owned()),
         }
     }
+}
 
-    /// A payload starting at `start` of the thread's scratch buffer (taken), which it gives back when done.
-    fn in_scratch(scratch: Vec<u8>, start: usize, limit: usize) -> Self {
+impl<'a> Payload<'a> {
+    /// A payload written at the end of `bytes`, which holds `start` bytes already.
+    fn over(bytes: &'a mut Vec<u8>, start: usize, in_scratch: bool, limit: usize) -> Self {
         Self {
-            bytes: scratch,
+            bytes,
             start,
-            in_scratch: true,
+            in_scratch,
+            finished: false,
             limit,
             dropped: 0,
         }
-    }
-
-    /// An empty payload in a buffer of its own.
-    pub(crate) fn owned(limit: usize) -> Self {
-        Self {
-            bytes: Vec::new(),
-            start: 0,
-            in_scratch: false,
-            limit,
-            dropped: 0,
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn with_limit(limit: usize) -> Self {
-        Self::owned(limit)
     }
 
     #[inline]
@@ -209,8 +212,19 @@ impl Payload {
         self.bytes.len() - self.start
     }
 
+    /// Appends `chunk`, or as much of it as the limit leaves room for. The usual case, where all of it
+    /// fits, appends a length known at the call site (a key, a bracket), which compiles to a few stores.
     #[inline]
     fn push_bytes(&mut self, chunk: &[u8]) {
+        if self.len() + chunk.len() <= self.limit {
+            self.bytes.extend_from_slice(chunk);
+        } else {
+            self.push_cut(chunk);
+        }
+    }
+
+    #[cold]
+    fn push_cut(&mut self, chunk: &[u8]) {
         let room = self.limit.saturating_sub(self.len());
         let kept = chunk.len().min(room);
         self.bytes.extend_from_slice(&chunk[..kept]);
@@ -246,17 +260,18 @@ impl Payload {
     /// held whole for a moment, and only its first `limit` bytes are kept.
     fn write_serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
         let before = self.bytes.len();
-        let written = crate::json::write_value(&mut self.bytes, value);
+        let written = crate::json::write_value(self.bytes, value);
         self.settle_serialized(before, written);
     }
 
     /// Applies the limit to a value serialized from `before` on, or, when its `Serialize` refused (for
     /// example a map with non-string keys), replaces what it wrote with a marker.
+    #[inline]
     fn settle_serialized(&mut self, before: usize, written: Result<(), crate::json::JsonError>) {
         if written.is_err() {
             self.bytes.truncate(before);
             self.write_json_string(UNSERIALIZABLE);
-        } else {
+        } else if self.len() > self.limit {
             self.cut_to_limit();
         }
     }
@@ -297,54 +312,50 @@ impl Payload {
     }
 
     fn write_json_string(&mut self, text: &str) {
-        crate::json::write_str(&mut self.bytes, text);
+        crate::json::write_str(self.bytes, text);
         self.cut_to_limit();
     }
 
     /// The finished payload; one over the limit becomes a JSON string with a truncation marker.
-    #[inline]
-    pub fn finish(mut self) -> PayloadText {
+    #[inline(always)]
+    fn finish(mut self) -> PayloadText {
         if self.dropped > 0 {
-            let kept = String::from_utf8_lossy(&self.bytes[self.start..]).into_owned();
-            let size = OverflowSize::Exact(kept.len() + self.dropped);
-            let marked =
-                serde_json::Value::String(truncated_text(&kept, self.limit, size)).to_string();
-            self.bytes.truncate(self.start);
-            self.bytes.extend_from_slice(marked.as_bytes());
+            self.mark_truncated();
         }
+        self.finished = true;
         if self.in_scratch {
-            let end = self.bytes.len();
-            self.in_scratch = false;
-            arena::return_scratch(std::mem::take(&mut self.bytes));
-            return arena::thread_payload(self.start, end);
+            arena::thread_payload(self.start, self.bytes.len())
+        } else {
+            take_owned(self.bytes)
         }
-        let bytes = std::mem::take(&mut self.bytes);
-        PayloadText::Owned(
-            String::from_utf8(bytes)
-                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
-        )
     }
 
-    /// The finished payload as a string of its own.
-    pub(crate) fn finish_owned(self) -> String {
-        self.finish().into_owned(&[])
-    }
-}
-
-impl Default for Payload {
-    fn default() -> Self {
-        Self::new()
+    /// Replaces what was kept of a payload over the limit by a JSON string with the marker.
+    #[cold]
+    fn mark_truncated(&mut self) {
+        let kept = String::from_utf8_lossy(&self.bytes[self.start..]).into_owned();
+        let size = OverflowSize::Exact(kept.len() + self.dropped);
+        let marked = serde_json::Value::String(truncated_text(&kept, self.limit, size)).to_string();
+        self.bytes.truncate(self.start);
+        self.bytes.extend_from_slice(marked.as_bytes());
     }
 }
 
-impl Drop for Payload {
+impl Drop for Payload<'_> {
     fn drop(&mut self) {
-        // A payload abandoned half-written (a panicking Serialize) gives the scratch back, cut to its start.
-        if self.in_scratch {
+        // A payload abandoned half-written (a panicking `Serialize`) leaves nothing behind.
+        if !self.finished {
             self.bytes.truncate(self.start);
-            arena::return_scratch(std::mem::take(&mut self.bytes));
         }
     }
+}
+
+/// The text of a payload written in a buffer of its own.
+fn take_owned(bytes: &mut Vec<u8>) -> PayloadText {
+    PayloadText::Owned(
+        String::from_utf8(std::mem::take(bytes))
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+    )
 }
 
 /// The first `limit` bytes of `text`, a visible marker and the original size.
@@ -365,26 +376,20 @@ fn truncated_text(text: &str, limit: usize, size: OverflowSize) -> String {
 
 /// Encodes one value with the configured limit into a string of its own.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
-    let mut payload = Payload::owned(config::max_payload_bytes());
+    let mut bytes = Vec::new();
+    let mut payload = Payload::over(&mut bytes, 0, false, config::max_payload_bytes());
     payload.write_serialize(value);
-    payload.finish_owned()
+    payload.finish().into_owned(&[])
 }
 
 /// Encodes one value with the configured limit into the thread's scratch buffer, for a span on this
-/// thread's stack.
+/// thread's stack; into a string of its own when the scratch is busy.
 ///
-/// This is most of the cost of `set_inputs` and `set_outputs`, so the usual case (the scratch is free, the
-/// value serializes and fits the limit) runs without a [`Payload`]: the value is written straight onto the
-/// scratch, in place (a panicking `Serialize` leaves it cut back to where it was before the panic goes
-/// on). Any other case takes the general path, with what was written.
+/// This is most of the cost of `set_inputs` and `set_outputs`, so the usual case (the value serializes and
+/// fits the limit) is written straight onto the scratch and taken as it is, without a [`Payload`]. A
+/// panicking `Serialize` leaves the scratch cut back to where it was before the panic goes on.
 #[inline]
 pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText {
-    enum Written {
-        InPlace(PayloadText),
-        /// Over the limit, or refused: the bytes from `start` on are for the general path.
-        Settle(usize, Result<(), crate::json::JsonError>),
-        Panicked(Box<dyn Any + Send>),
-    }
     let limit = config::max_payload_bytes();
     let written = arena::with_scratch(|scratch| {
         let start = scratch.len();
@@ -393,26 +398,22 @@ pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText
         }));
         match written {
             Ok(Ok(())) if scratch.len() - start <= limit => {
-                Written::InPlace(arena::thread_payload(start, scratch.len()))
+                Ok(arena::thread_payload(start, scratch.len()))
             }
-            Ok(written) => Written::Settle(start, written),
+            Ok(written) => {
+                let mut payload = Payload::over(scratch, start, true, limit);
+                payload.settle_serialized(start, written);
+                Ok(payload.finish())
+            }
             Err(panic) => {
                 scratch.truncate(start);
-                Written::Panicked(panic)
+                Err(panic)
             }
         }
     });
     match written {
-        Some(Written::InPlace(payload)) => payload,
-        Some(Written::Settle(start, written)) => match arena::take_scratch() {
-            Some(scratch) => {
-                let mut payload = Payload::in_scratch(scratch, start, limit);
-                payload.settle_serialized(start, written);
-                payload.finish()
-            }
-            None => PayloadText::Owned(encode(value)),
-        },
-        Some(Written::Panicked(panic)) => panic::resume_unwind(panic),
+        Some(Ok(payload)) => payload,
+        Some(Err(panic)) => panic::resume_unwind(panic),
         None => PayloadText::Owned(encode(value)),
     }
 }
@@ -450,10 +451,11 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn record_one<F: FnOnce(&mut Payload)>(limit: usize, write: F) -> Value {
-        let mut payload = Payload::with_limit(limit);
+    fn record_one<F: FnOnce(&mut Payload<'_>)>(limit: usize, write: F) -> Value {
+        let mut bytes = Vec::new();
+        let mut payload = Payload::over(&mut bytes, 0, false, limit);
         write(&mut payload);
-        serde_json::from_str(&payload.finish_owned()).expect("always valid JSON")
+        serde_json::from_str(&payload.finish().into_owned(&[])).expect("always valid JSON")
     }
 
     #[derive(Debug)]

@@ -89,6 +89,8 @@ impl SpanMutation {
 }
 
 impl SpanData {
+    /// Inlined, so that the span is written where it is kept (its frame) instead of built, then copied.
+    #[inline]
     pub(crate) fn new(
         span_id: SpanId,
         parent_id: Option<SpanId>,

@@ -185,15 +185,16 @@ impl OpenTrace {
         if keep_in_scratch {
             move_extras(span_id, extras_mark, extras_from_mark, extras, |_| {});
         } else {
-            // `None` when the scratch is out of reach (taken, or the thread is being torn down): the payloads
-            // then read as `null`, never as other bytes.
-            let scratch = crate::arena::take_scratch();
-            data.move_payloads_to_trace(scratch.as_deref(), arena);
-            move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
-                extra.move_payload_to_trace(scratch.as_deref(), arena);
-            });
-            if let Some(scratch) = scratch {
-                crate::arena::return_scratch(scratch);
+            let mut move_payloads = |scratch: Option<&[u8]>| {
+                data.move_payloads_to_trace(scratch, arena);
+                move_extras(span_id, extras_mark, extras_from_mark, extras, |extra| {
+                    extra.move_payload_to_trace(scratch, arena);
+                });
+            };
+            // When the scratch is out of reach (borrowed, or the thread is being torn down), the payloads
+            // read as `null`, never as other bytes.
+            if crate::arena::with_scratch(|scratch| move_payloads(Some(scratch))).is_none() {
+                move_payloads(None);
             }
         }
         if let Some(data) = slot.take() {

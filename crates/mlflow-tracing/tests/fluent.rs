@@ -585,6 +585,13 @@ fn set_inputs_with_a_value_over_the_limit_refused_or_panicking_keeps_every_other
             span.set_attribute("panicked", &PanicsWhileSerializing);
         }));
         assert!(outcome.is_err());
+        #[trace]
+        fn takes_panicking(first: &str, value: &PanicsWhileSerializing) {
+            let _ = (first, value);
+        }
+        let outcome =
+            std::panic::catch_unwind(|| takes_panicking("kept?", &PanicsWhileSerializing));
+        assert!(outcome.is_err());
         span.set_outputs(&json!({"after": "the panic"}));
     }
     let trace = last_trace();
@@ -606,6 +613,11 @@ fn set_inputs_with_a_value_over_the_limit_refused_or_panicking_keeps_every_other
     );
     assert!(!odd.attributes.contains_key("panicked"));
     assert_eq!(odd.outputs(), Some(json!({"after": "the panic"})));
+    // The traced function's span ended failed, without the inputs its arguments did not finish.
+    let traced = span_named(&trace, "takes_panicking");
+    assert_eq!(traced.status.code, SpanStatusCode::Error);
+    assert_eq!(traced.inputs(), None);
+    assert_eq!(traced.parent_id, Some(odd.span_id));
 }
 
 /// A value that records a span of its own while it is serialized (say, one that traces its conversion).
@@ -637,6 +649,62 @@ fn a_payload_whose_serialization_records_payloads_keeps_them_all() {
     assert_eq!(inner.inputs(), Some(json!({"nested": true})));
     assert_eq!(inner.attributes["depth"].to_value(), json!(2));
     assert_eq!(inner.parent_id, Some(outer.span_id));
+}
+
+/// A value that calls a traced function while it is serialized.
+struct CallsTracedWhileSerializing;
+
+#[trace(attributes(unit = "cm"))]
+fn to_centimetres(inches: f64) -> f64 {
+    inches * 2.54
+}
+
+impl Serialize for CallsTracedWhileSerializing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(to_centimetres(2.0))
+    }
+}
+
+#[test]
+fn a_traced_function_whose_arguments_and_result_record_payloads_keeps_them_all() {
+    #[trace]
+    fn convert(
+        value: &CallsTracedWhileSerializing,
+        other: &RecordsWhileSerializing,
+        n: i64,
+    ) -> CallsTracedWhileSerializing {
+        let _ = (value, other, n);
+        CallsTracedWhileSerializing
+    }
+    {
+        let _root = start_span("root");
+        let _ = convert(&CallsTracedWhileSerializing, &RecordsWhileSerializing, 7);
+    }
+    let trace = last_trace();
+    let convert = span_named(&trace, "convert");
+    assert_eq!(
+        convert.inputs(),
+        Some(json!({"value": 5.08, "other": "outer value", "n": 7}))
+    );
+    assert_eq!(convert.outputs(), Some(json!(5.08)));
+    let inner = span_named(&trace, "inner");
+    assert_eq!(inner.inputs(), Some(json!({"nested": true})));
+    assert_eq!(inner.attributes["depth"].to_value(), json!(2));
+    assert_eq!(inner.parent_id, Some(convert.span_id));
+    let conversions: Vec<_> = trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == "to_centimetres")
+        .collect();
+    // One while the arguments were recorded, one while the result was.
+    assert_eq!(conversions.len(), 2);
+    for span in conversions {
+        assert_eq!(span.inputs(), Some(json!({"inches": 2.0})));
+        assert_eq!(span.outputs(), Some(json!(5.08)));
+        assert_eq!(span.attributes["unit"].to_value(), json!("cm"));
+        assert_eq!(span.parent_id, Some(convert.span_id));
+    }
 }
 
 #[derive(Debug)]
