@@ -9,7 +9,7 @@ use mlflow_tracing_core::{IdError, SpanId, SpanStatus, SpanStatusCode, SpanType,
 use serde::Serialize;
 
 use crate::arena::PayloadText;
-use crate::context::with_stack;
+use crate::context::{position_of, top_trace, with_stack};
 use crate::fluent::{self, TraceUpdate};
 use crate::live::{LiveSpan, NO_OP_SPAN_TRACE_ID};
 use crate::span_data::{Extra, SpanMutation, Text};
@@ -192,12 +192,7 @@ impl MlflowClient {
         name: impl Into<Cow<'static, str>>,
         options: StartOptions,
     ) -> Result<LiveSpan, ClientError> {
-        let active = with_stack(|stack| {
-            stack
-                .last()
-                .and_then(|frame| frame.trace.as_ref().map(|trace| trace.trace_id))
-        })
-        .flatten();
+        let active = with_stack(|stack| top_trace(stack).map(|trace| trace.trace_id)).flatten();
         if let Some(trace_id) = active {
             return Err(ClientError::FluentSpanActive {
                 trace_id: trace_id.to_mlflow(),
@@ -338,14 +333,5 @@ fn open_trace(trace_id: &str) -> Result<Arc<OpenTrace>, ClientError> {
 
 /// A client parent may be a fluent span held on this thread's stack.
 fn parent_on_some_stack(trace: &Arc<OpenTrace>, span_id: SpanId) -> bool {
-    with_stack(|stack| {
-        stack.iter().any(|frame| {
-            frame.span_id == span_id
-                && frame
-                    .trace
-                    .as_ref()
-                    .is_some_and(|owner| Arc::ptr_eq(owner, trace))
-        })
-    })
-    .unwrap_or(false)
+    with_stack(|stack| position_of(stack, span_id, trace).is_some()).unwrap_or(false)
 }

@@ -28,8 +28,7 @@ use crate::span_data::{Extra, SpanData};
 use crate::trace_state::OpenTrace;
 
 pub(crate) struct Frame {
-    /// `None` for a span of an unsampled trace: its children are not recorded either.
-    pub(crate) trace: Option<Arc<OpenTrace>>,
+    pub(crate) trace: FrameTrace,
     pub(crate) span_id: SpanId,
     pub(crate) parent_id: Option<SpanId>,
     /// `Some` when this frame owns the span's data (a guard on this thread); `None` for a remote frame.
@@ -40,6 +39,82 @@ pub(crate) struct Frame {
     pub(crate) extras_mark: u32,
     /// Whether the root span of this frame's trace is on this thread's stack (this frame or below it).
     pub(crate) root_here: bool,
+}
+
+/// The trace of a frame.
+pub(crate) enum FrameTrace {
+    /// A span of an unsampled trace: its children are not recorded either.
+    Unsampled,
+    Own(Arc<OpenTrace>),
+    /// The trace of the frame at this index, further down the stack, which holds it as [`FrameTrace::Own`].
+    /// A span pushed on its parent shares the parent's trace this way: pushing and popping it then touches
+    /// no reference count, whose atomic update waits for all the span's stores to reach the cache.
+    Below(u32),
+}
+
+impl Frame {
+    /// The trace this frame holds itself.
+    pub(crate) fn own_trace(&self) -> Option<&Arc<OpenTrace>> {
+        match &self.trace {
+            FrameTrace::Own(trace) => Some(trace),
+            FrameTrace::Unsampled | FrameTrace::Below(_) => None,
+        }
+    }
+
+    /// This frame's trace, where `below` is the part of the stack under it.
+    pub(crate) fn trace_over<'a>(&'a self, below: &'a [Frame]) -> Option<&'a Arc<OpenTrace>> {
+        match &self.trace {
+            FrameTrace::Own(trace) => Some(trace),
+            FrameTrace::Below(owner) => below.get(*owner as usize).and_then(Frame::own_trace),
+            FrameTrace::Unsampled => None,
+        }
+    }
+}
+
+/// The trace of the frame at `index`.
+pub(crate) fn trace_at(stack: &[Frame], index: usize) -> Option<&Arc<OpenTrace>> {
+    stack.get(index)?.trace_over(&stack[..index])
+}
+
+/// The trace of the top frame.
+pub(crate) fn top_trace(stack: &[Frame]) -> Option<&Arc<OpenTrace>> {
+    trace_at(stack, stack.len().checked_sub(1)?)
+}
+
+/// The position of the frame of `span_id` in `trace`, the highest if several.
+pub(crate) fn position_of(
+    stack: &[Frame],
+    span_id: SpanId,
+    trace: &Arc<OpenTrace>,
+) -> Option<usize> {
+    (0..stack.len()).rev().find(|&index| {
+        stack[index].span_id == span_id
+            && trace_at(stack, index).is_some_and(|owner| Arc::ptr_eq(owner, trace))
+    })
+}
+
+/// Removes the frame at `position`; the indices of the frames above it move down with them.
+///
+/// A frame sharing the removed frame's trace is pushed on it, or on a frame pushed on it, so when there is
+/// one, the frame now at `position` is one: it takes the trace over, at the index the others point to.
+pub(crate) fn remove_frame(stack: &mut Vec<Frame>, position: usize) -> Frame {
+    let mut removed = stack.remove(position);
+    let Ok(removed_index) = u32::try_from(position) else {
+        return removed;
+    };
+    if let Some(heir) = stack.get_mut(position) {
+        if matches!(heir.trace, FrameTrace::Below(owner) if owner == removed_index) {
+            heir.trace = std::mem::replace(&mut removed.trace, FrameTrace::Unsampled);
+        }
+    }
+    for frame in &mut stack[position..] {
+        if let FrameTrace::Below(owner) = &mut frame.trace {
+            if *owner > removed_index {
+                *owner -= 1;
+            }
+        }
+    }
+    removed
 }
 
 thread_local! {
@@ -125,20 +200,51 @@ pub(crate) enum Parent {
 
 /// The current span of this thread, skipping frames of traces that already completed (timed out).
 pub(crate) fn current_parent(stack: &[Frame]) -> Parent {
-    match stack.last() {
-        None => Parent::None,
-        Some(Frame { trace: None, .. }) => Parent::Unsampled,
-        Some(Frame {
-            trace: Some(trace),
-            span_id,
-            ..
-        }) => {
-            if trace.is_completed() {
-                Parent::None
-            } else {
-                Parent::Span(Arc::clone(trace), *span_id)
-            }
-        }
+    match stack_parent(stack) {
+        StackParent::None => Parent::None,
+        StackParent::Unsampled => Parent::Unsampled,
+        StackParent::Span { owner, span_id, .. } => match stack[owner as usize].own_trace() {
+            Some(trace) => Parent::Span(Arc::clone(trace), span_id),
+            None => Parent::None,
+        },
+    }
+}
+
+/// The parent of a span pushed on this stack now.
+pub(crate) enum StackParent {
+    /// No current span, or one of a trace that already completed (timed out): the new span is a root.
+    None,
+    Unsampled,
+    Span {
+        /// The index of the frame holding the trace.
+        owner: u32,
+        span_id: SpanId,
+        /// Whether the root of the trace is on this stack.
+        root_here: bool,
+    },
+}
+
+#[inline]
+pub(crate) fn stack_parent(stack: &[Frame]) -> StackParent {
+    let Some(top) = stack.len().checked_sub(1) else {
+        return StackParent::None;
+    };
+    let frame = &stack[top];
+    let owner = match frame.trace {
+        FrameTrace::Unsampled => return StackParent::Unsampled,
+        FrameTrace::Below(owner) => owner,
+        FrameTrace::Own(_) => match u32::try_from(top) {
+            Ok(top) => top,
+            Err(_) => return StackParent::None,
+        },
+    };
+    match stack.get(owner as usize).and_then(Frame::own_trace) {
+        Some(trace) if !trace.is_completed() => StackParent::Span {
+            owner,
+            span_id: frame.span_id,
+            root_here: frame.root_here,
+        },
+        _ => StackParent::None,
     }
 }
 
@@ -152,7 +258,7 @@ pub(crate) fn pop_frame(span_id: SpanId) -> Option<(Frame, bool, bool)> {
         let frame = if was_top {
             stack.pop()?
         } else {
-            stack.remove(position)
+            remove_frame(stack, position)
         };
         Some((frame, was_top, stack.is_empty()))
     })
@@ -193,9 +299,8 @@ impl Context {
     /// Captures this thread's current span (or nothing, when there is none).
     pub fn current() -> Context {
         let current = with_stack(|stack| {
-            stack
-                .last()
-                .map(|frame| (frame.trace.clone(), frame.span_id))
+            let frame = stack.last()?;
+            Some((top_trace(stack).cloned(), frame.span_id))
         })
         .flatten();
         Context { current }
@@ -217,7 +322,7 @@ impl Context {
         };
         let pushed = with_stack(|stack| {
             stack.push(Frame {
-                trace: trace.clone(),
+                trace: trace.clone().map_or(FrameTrace::Unsampled, FrameTrace::Own),
                 span_id: *span_id,
                 parent_id: None,
                 data: None,
@@ -270,7 +375,7 @@ impl Drop for ContextGuard {
                     .iter()
                     .rposition(|frame| frame.span_id == span_id && frame.data.is_none())
                 {
-                    stack.remove(position);
+                    remove_frame(stack, position);
                 }
             });
         }

@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::__private::FnMeta;
 use crate::arena::{self, PayloadText};
 use crate::context::{
-    Frame, Parent, current_parent, extras_mark, pop_frame, with_extras, with_stack,
+    Frame, FrameTrace, Parent, StackParent, current_parent, extras_mark, pop_frame, remove_frame,
+    stack_parent, top_trace, with_extras, with_stack,
 };
 use crate::live::{LiveSpan, span_type_text};
 use crate::span_data::{SpanData, SpanMutation, Text};
@@ -260,15 +261,22 @@ pub(crate) fn enter(
     }
     let span_id = ids::new_span_id();
     let state = with_stack(|stack| {
-        let parent_root_here = stack.last().is_some_and(|frame| frame.root_here);
-        let (trace, parent_id, root_here) = match current_parent(stack) {
-            Parent::Unsampled => (None, None, false),
-            Parent::Span(trace, parent_id) => (Some(trace), Some(parent_id), parent_root_here),
-            Parent::None => (open_sampled_trace(span_id, experiment_id), None, true),
+        let (trace, parent_id, root_here) = match stack_parent(stack) {
+            StackParent::Unsampled => (None, None, false),
+            StackParent::Span {
+                owner,
+                span_id,
+                root_here,
+            } => (Some(FrameTrace::Below(owner)), Some(span_id), root_here),
+            StackParent::None => (
+                open_sampled_trace(span_id, experiment_id).map(FrameTrace::Own),
+                None,
+                true,
+            ),
         };
         let Some(trace) = trace else {
             let frame = Frame {
-                trace: None,
+                trace: FrameTrace::Unsampled,
                 span_id,
                 parent_id: None,
                 data: None,
@@ -282,7 +290,7 @@ pub(crate) fn enter(
         let arena_mark = arena::scratch_mark();
         let extras_mark = extras_mark();
         stack.push(Frame {
-            trace: Some(trace),
+            trace,
             span_id,
             parent_id,
             data: Some(make(span_id, parent_id)),
@@ -337,23 +345,24 @@ impl SpanGuard {
         });
     }
 
-    fn frame_value<R>(&self, read: impl FnOnce(&Frame) -> R) -> Option<R> {
+    /// Reads this guard's frame, with its trace.
+    fn frame_value<R>(&self, read: impl FnOnce(&Frame, Option<&Arc<OpenTrace>>) -> R) -> Option<R> {
         if !self.is_recording() {
             return None;
         }
         with_stack(|stack| {
-            stack
+            let position = stack
                 .iter()
-                .rev()
-                .find(|frame| frame.span_id == self.span_id)
-                .map(read)
+                .rposition(|frame| frame.span_id == self.span_id)?;
+            let frame = &stack[position];
+            Some(read(frame, frame.trace_over(&stack[..position])))
         })
         .flatten()
     }
 
     /// The MLflow trace id (`tr-…`), when recorded.
     pub fn trace_id(&self) -> Option<String> {
-        self.frame_value(|frame| frame.trace.as_ref().map(|trace| trace.trace_id.to_mlflow()))
+        self.frame_value(|_, trace| trace.map(|trace| trace.trace_id.to_mlflow()))
             .flatten()
     }
 
@@ -364,13 +373,13 @@ impl SpanGuard {
 
     /// The parent's id; `None` for a root or when not recorded.
     pub fn parent_id(&self) -> Option<SpanId> {
-        self.frame_value(|frame| frame.parent_id).flatten()
+        self.frame_value(|frame, _| frame.parent_id).flatten()
     }
 
     /// A handle to this span that other threads can use.
     pub fn live(&self) -> LiveSpan {
-        self.frame_value(|frame| LiveSpan {
-            trace: frame.trace.clone(),
+        self.frame_value(|frame, trace| LiveSpan {
+            trace: trace.cloned(),
             span_id: frame.span_id,
             parent_id: frame.parent_id,
             unsampled: false,
@@ -449,9 +458,16 @@ impl SpanGuard {
         let _ = with_stack(|stack| {
             let position = stack.iter().rposition(|frame| frame.span_id == span_id)?;
             let is_top = position + 1 == stack.len();
-            let frame = &mut stack[position];
+            let (below, from_position) = stack.split_at_mut(position);
+            let frame = &mut from_position[0];
             let arena_mark = frame.arena_mark;
-            if let (Some(trace), Some(data)) = (frame.trace.as_ref(), frame.data.as_mut()) {
+            // Field by field, so that the span's data can be borrowed beside its trace.
+            let trace = match &frame.trace {
+                FrameTrace::Own(trace) => Some(trace),
+                FrameTrace::Below(owner) => below.get(*owner as usize).and_then(Frame::own_trace),
+                FrameTrace::Unsampled => None,
+            };
+            if let (Some(trace), Some(data)) = (trace, frame.data.as_mut()) {
                 if data.outputs.is_none() {
                     data.outputs = outputs;
                 }
@@ -489,7 +505,7 @@ impl SpanGuard {
                     arena::release_scratch(arena_mark);
                 }
             } else {
-                stack.remove(position);
+                remove_frame(stack, position);
             }
             Some(())
         });
@@ -500,7 +516,7 @@ impl SpanGuard {
 pub fn get_current_active_span() -> Option<LiveSpan> {
     with_stack(|stack| {
         let frame = stack.last()?;
-        let trace = frame.trace.as_ref().filter(|trace| !trace.is_completed())?;
+        let trace = top_trace(stack).filter(|trace| !trace.is_completed())?;
         Some(LiveSpan {
             trace: Some(Arc::clone(trace)),
             span_id: frame.span_id,
@@ -584,9 +600,7 @@ impl TraceUpdate {
 
 /// Updates the trace of this thread's current span. Returns `false` (and changes nothing) when there is none.
 pub fn update_current_trace(update: TraceUpdate) -> bool {
-    let Some(trace) =
-        with_stack(|stack| stack.last().and_then(|frame| frame.trace.clone())).flatten()
-    else {
+    let Some(trace) = with_stack(|stack| top_trace(stack).cloned()).flatten() else {
         log::warn!("update_current_trace called with no active trace; ignored");
         return false;
     };

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use mlflow_tracing::core::keys;
 use mlflow_tracing::{
-    Context, FutureExt, SpanStatus, SpanStatusCode, SpanType, Trace, TraceState, TraceUpdate,
-    get_current_active_span, get_last_active_trace_id_in_thread, get_trace, span, start_span,
-    trace, trace_call, trace_iter, update_current_trace, with_span,
+    Context, FutureExt, MlflowClient, SpanStatus, SpanStatusCode, SpanType, StartOptions, Trace,
+    TraceState, TraceUpdate, get_current_active_span, get_last_active_trace_id_in_thread,
+    get_trace, span, start_span, trace, trace_call, trace_iter, update_current_trace, with_span,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -555,6 +555,44 @@ fn bad_payloads_are_recorded_sensibly() {
         &inputs[inputs.len() - 100..]
     );
     assert!(serde_json::from_str::<Value>(inputs).is_ok());
+}
+
+#[test]
+fn spans_ended_out_of_order_under_an_attached_span_keep_their_traces() {
+    let client = MlflowClient::new();
+    let two = client.start_trace("two", StartOptions::new()).unwrap();
+    let one = start_span("one");
+    let a = start_span("a");
+    let attached = two.context().attach();
+    let b = start_span("b");
+    // Ends the span under the attached one first: the frames above it move down the stack.
+    drop(a);
+    let c = start_span("c");
+    let d = start_span("d");
+    // Ends the attached span's frame while spans started under it are still open.
+    drop(attached);
+    let e = start_span("e");
+    for guard in [e, d, c, b] {
+        drop(guard);
+    }
+    drop(one);
+    let trace_one = last_trace();
+    two.end();
+    let trace_two = get_trace(&two.trace_id()).expect("trace two finished");
+
+    assert_eq!(names(&trace_one), ["one", "a"]);
+    let one = span_named(&trace_one, "one");
+    assert_eq!(span_named(&trace_one, "a").parent_id, Some(one.span_id));
+
+    let mut in_two = names(&trace_two);
+    in_two.sort_unstable();
+    assert_eq!(in_two, ["b", "c", "d", "e", "two"]);
+    let parent_of = |name: &str| span_named(&trace_two, name).parent_id;
+    let id_of = |name: &str| Some(span_named(&trace_two, name).span_id);
+    assert_eq!(parent_of("b"), id_of("two"));
+    assert_eq!(parent_of("c"), id_of("b"));
+    assert_eq!(parent_of("d"), id_of("c"));
+    assert_eq!(parent_of("e"), id_of("d"));
 }
 
 /// A value whose `Serialize` panics halfway through.
