@@ -81,14 +81,35 @@ pub(crate) fn top_trace(stack: &[Frame]) -> Option<&Arc<OpenTrace>> {
     trace_at(stack, stack.len().checked_sub(1)?)
 }
 
-/// The position of the frame of `span_id` in `trace`, the highest if several.
+/// The position of a frame of `span_id` in `trace`, the highest if several (a span made current again
+/// on its own thread has a remote frame above its own).
 pub(crate) fn position_of(
     stack: &[Frame],
     span_id: SpanId,
     trace: &Arc<OpenTrace>,
 ) -> Option<usize> {
+    find_frame(stack, span_id, trace, |_| true)
+}
+
+/// The position of the frame holding the data of `span_id` in `trace`.
+pub(crate) fn data_position_of(
+    stack: &[Frame],
+    span_id: SpanId,
+    trace: &Arc<OpenTrace>,
+) -> Option<usize> {
+    find_frame(stack, span_id, trace, |frame| frame.data.is_some())
+}
+
+fn find_frame(
+    stack: &[Frame],
+    span_id: SpanId,
+    trace: &Arc<OpenTrace>,
+    wanted: impl Fn(&Frame) -> bool,
+) -> Option<usize> {
     (0..stack.len()).rev().find(|&index| {
-        stack[index].span_id == span_id
+        let frame = &stack[index];
+        frame.span_id == span_id
+            && wanted(frame)
             && trace_at(stack, index).is_some_and(|owner| Arc::ptr_eq(owner, trace))
     })
 }
@@ -203,10 +224,12 @@ pub(crate) fn current_parent(stack: &[Frame]) -> Parent {
     match stack_parent(stack) {
         StackParent::None => Parent::None,
         StackParent::Unsampled => Parent::Unsampled,
-        StackParent::Span { owner, span_id, .. } => match stack[owner as usize].own_trace() {
-            Some(trace) => Parent::Span(Arc::clone(trace), span_id),
-            None => Parent::None,
-        },
+        StackParent::Span { owner, span_id, .. } => {
+            match stack.get(owner as usize).and_then(Frame::own_trace) {
+                Some(trace) => Parent::Span(Arc::clone(trace), span_id),
+                None => Parent::None,
+            }
+        }
     }
 }
 
@@ -224,6 +247,7 @@ pub(crate) enum StackParent {
     },
 }
 
+/// What a span pushed on this stack now nests under: the top frame, if its trace is still open.
 #[inline]
 pub(crate) fn stack_parent(stack: &[Frame]) -> StackParent {
     let Some(top) = stack.len().checked_sub(1) else {

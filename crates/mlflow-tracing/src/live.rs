@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arena::PayloadText;
-use crate::context::{Context, position_of, trace_at, with_extras, with_stack};
+use crate::context::{Context, data_position_of, with_extras, with_stack};
 use crate::record;
 use crate::span_data::{Extra, SpanData, SpanMutation, Text, find_attribute};
 use crate::trace_state::{EndError, OpenTrace};
@@ -158,7 +158,7 @@ impl LiveSpan {
         let trace = self.trace.as_ref()?;
         let mut read = Some(read);
         let on_stack = with_stack(|stack| {
-            let position = position_of(stack, self.span_id, trace)?;
+            let position = data_position_of(stack, self.span_id, trace)?;
             let data = stack[position].data.as_ref()?;
             let read = read.take()?;
             with_extras(|extras| read(data, &[], extras))
@@ -176,11 +176,7 @@ impl LiveSpan {
             return;
         };
         let unapplied = with_stack(|stack| {
-            let position = (0..stack.len()).rev().find(|&index| {
-                stack[index].span_id == self.span_id
-                    && stack[index].data.is_some()
-                    && trace_at(stack, index).is_some_and(|owner| Arc::ptr_eq(owner, trace))
-            });
+            let position = data_position_of(stack, self.span_id, trace);
             match position.and_then(|position| stack[position].data.as_mut()) {
                 Some(data) => {
                     if let Some(extra) = data.apply(mutation) {

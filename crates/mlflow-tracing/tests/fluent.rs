@@ -26,6 +26,15 @@ fn span_named<'a>(trace: &'a Trace, name: &str) -> &'a mlflow_tracing::core::Spa
         .unwrap_or_else(|| panic!("no span {name}"))
 }
 
+fn spans_named<'a>(trace: &'a Trace, name: &str) -> Vec<&'a mlflow_tracing::core::Span> {
+    trace
+        .data
+        .spans
+        .iter()
+        .filter(|span| span.name == name)
+        .collect()
+}
+
 fn names(trace: &Trace) -> Vec<&str> {
     trace
         .data
@@ -449,7 +458,7 @@ fn context_carries_the_parent_into_threads_scopes_and_pools() {
         .filter(|span| span.name.starts_with("worker"))
         .map(|span| span.span_id)
         .collect();
-    for inner in trace.data.spans.iter().filter(|span| span.name == "inner") {
+    for inner in spans_named(&trace, "inner") {
         assert!(worker_ids.contains(&inner.parent_id.unwrap()));
     }
 }
@@ -494,12 +503,7 @@ async fn async_spans_nest_across_awaits_joins_and_spawns() {
     assert!(root.is_root());
     assert_eq!(root.inputs(), Some(json!({"question": "why?"})));
     assert_eq!(root.outputs().unwrap()[4], json!("background done"));
-    let tools: Vec<_> = trace
-        .data
-        .spans
-        .iter()
-        .filter(|span| span.name == "slow_tool")
-        .collect();
+    let tools = spans_named(&trace, "slow_tool");
     assert_eq!(tools.len(), 4);
     for tool in &tools {
         assert_eq!(tool.parent_id, Some(root.span_id));
@@ -508,12 +512,7 @@ async fn async_spans_nest_across_awaits_joins_and_spawns() {
             "the span covers the await"
         );
     }
-    let steps: Vec<_> = trace
-        .data
-        .spans
-        .iter()
-        .filter(|span| span.name == "tool-step")
-        .collect();
+    let steps = spans_named(&trace, "tool-step");
     assert_eq!(steps.len(), 4);
     for step in steps {
         assert!(
@@ -593,6 +592,26 @@ fn spans_ended_out_of_order_under_an_attached_span_keep_their_traces() {
     assert_eq!(parent_of("c"), id_of("b"));
     assert_eq!(parent_of("d"), id_of("c"));
     assert_eq!(parent_of("e"), id_of("d"));
+}
+
+#[test]
+fn a_span_made_current_again_on_its_own_thread_is_still_read_and_changed_in_place() {
+    {
+        let _root = start_span("root");
+        let step = start_span("step");
+        step.set_inputs(&json!({"q": 1}));
+        let live = step.live();
+        // Its own context attached above it: the stack holds a remote frame of the span over its frame.
+        let _again = live.context().attach();
+        assert_eq!(live.inputs(), Some(json!({"q": 1})));
+        assert_eq!(live.name().as_deref(), Some("step"));
+        live.set_attribute("seen", &true);
+        assert_eq!(live.attribute("seen"), Some(json!(true)));
+    }
+    let trace = last_trace();
+    let step = span_named(&trace, "step");
+    assert_eq!(step.inputs(), Some(json!({"q": 1})));
+    assert_eq!(step.attributes["seen"].to_value(), json!(true));
 }
 
 /// A value whose `Serialize` panics halfway through.
@@ -729,12 +748,7 @@ fn a_traced_function_whose_arguments_and_result_record_payloads_keeps_them_all()
     assert_eq!(inner.inputs(), Some(json!({"nested": true})));
     assert_eq!(inner.attributes["depth"].to_value(), json!(2));
     assert_eq!(inner.parent_id, Some(convert.span_id));
-    let conversions: Vec<_> = trace
-        .data
-        .spans
-        .iter()
-        .filter(|span| span.name == "to_centimetres")
-        .collect();
+    let conversions = spans_named(&trace, "to_centimetres");
     // One while the arguments were recorded, one while the result was.
     assert_eq!(conversions.len(), 2);
     for span in conversions {
@@ -838,12 +852,7 @@ fn payloads_survive_spans_ending_on_other_threads_and_in_any_order() {
         span_named(&trace, "inner").outputs(),
         Some(json!("inner output"))
     );
-    let lookups: Vec<_> = trace
-        .data
-        .spans
-        .iter()
-        .filter(|span| span.name == "lookup")
-        .collect();
+    let lookups = spans_named(&trace, "lookup");
     assert_eq!(lookups.len(), 8);
     for span in lookups {
         let key = span.inputs().unwrap()["key"].as_str().unwrap().to_owned();
@@ -883,7 +892,7 @@ fn a_second_trace_interleaved_on_the_same_thread_keeps_both_payload_sets() {
         .map(|span| span.inputs().unwrap()["key"].clone())
         .collect();
     assert_eq!(keys, [json!("first-child"), json!("first-after")]);
-    for span in first.data.spans.iter().filter(|span| span.name == "lookup") {
+    for span in spans_named(&first, "lookup") {
         let key = span.inputs().unwrap()["key"].as_str().unwrap().to_owned();
         assert_eq!(
             span.outputs(),
