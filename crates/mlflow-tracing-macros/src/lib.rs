@@ -22,7 +22,8 @@
 //!   `exception.message` and `exception.stacktrace` (the source chain).
 //! - **Panics**: the span is marked ERROR with an `exception` event, then the panic continues.
 //! - `mlflow.spanFunctionName` is the function's name. Literal attribute values are encoded at compile
-//!   time; other expressions are evaluated when the span starts.
+//!   time; other expressions are evaluated when the span starts, in the function's body: the parameters
+//!   are in scope, and `.await` and `?` work as they do there.
 //! - In an `async fn` the span covers the whole future and is current on every poll, so spans started
 //!   inside nest under it across `.await`, on any executor and any thread.
 //!

@@ -614,6 +614,38 @@ fn a_span_made_current_again_on_its_own_thread_is_still_read_and_changed_in_plac
     assert_eq!(step.attributes["seen"].to_value(), json!(true));
 }
 
+#[tokio::test]
+async fn attribute_expressions_are_evaluated_when_the_span_starts() {
+    #[trace(attributes(doubled = n * 2, label = format!("item-{n}"), fixed = "static"))]
+    fn item(n: u32) -> u32 {
+        n
+    }
+
+    async fn fetch_label() -> Result<String, std::fmt::Error> {
+        Ok("fetched".to_owned())
+    }
+
+    // `.await` and `?` in an attribute expression work as they do in the function's body.
+    #[trace(attributes(source = fetch_label().await?))]
+    async fn awaited(x: u8) -> Result<u8, std::fmt::Error> {
+        Ok(x)
+    }
+
+    {
+        let _root = start_span("root");
+        item(21);
+        awaited(7).await.unwrap();
+    }
+    let trace = last_trace();
+    let item = span_named(&trace, "item");
+    assert_eq!(item.attributes["doubled"].to_value(), json!(42));
+    assert_eq!(item.attributes["label"].to_value(), json!("item-21"));
+    assert_eq!(item.attributes["fixed"].to_value(), json!("static"));
+    let awaited = span_named(&trace, "awaited");
+    assert_eq!(awaited.attributes["source"].to_value(), json!("fetched"));
+    assert_eq!(awaited.outputs(), Some(json!(7)));
+}
+
 /// A value whose `Serialize` panics halfway through.
 struct PanicsWhileSerializing;
 
