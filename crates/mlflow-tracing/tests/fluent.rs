@@ -646,6 +646,161 @@ async fn attribute_expressions_are_evaluated_when_the_span_starts() {
     assert_eq!(awaited.outputs(), Some(json!(7)));
 }
 
+/// What the thread's stack holds, as the model in the test below sees it.
+enum ModelFrame {
+    Span { name: String, trace: usize },
+    Attached { trace: usize },
+}
+
+struct ModelTrace {
+    id: String,
+    /// The root's name, for a fluent trace (a client trace's root ends at the end of the test).
+    fluent_root: Option<String>,
+    completed: bool,
+    /// (span, parent) names of the spans that ended while the trace was open.
+    expected: std::collections::BTreeSet<(String, Option<String>)>,
+}
+
+impl ModelTrace {
+    /// A span of this trace ended: it is in the trace unless the trace completed first, and the trace
+    /// completes when its fluent root ends.
+    fn ended(&mut self, name: String, parent: Option<String>) {
+        if self.completed {
+            return;
+        }
+        self.completed = self.fluent_root.as_ref() == Some(&name);
+        self.expected.insert((name, parent));
+    }
+}
+
+#[test]
+fn random_orders_of_starts_ends_and_attached_contexts_nest_every_span_where_it_started() {
+    // xorshift64: a fixed seed per round, so a failure names the round that reproduces it.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+    let client = MlflowClient::new();
+    for round in 0..40_u64 {
+        let mut random = 0x9E37_79B9_7F4A_7C15 ^ (round + 1);
+        let mut traces: Vec<ModelTrace> = Vec::new();
+        let mut names: std::collections::HashMap<mlflow_tracing::SpanId, String> =
+            std::collections::HashMap::new();
+        let mut clients = Vec::new();
+        for index in 0..2 {
+            let root = client
+                .start_trace(format!("c{index}"), StartOptions::new())
+                .unwrap();
+            names.insert(root.span_id(), format!("c{index}"));
+            traces.push(ModelTrace {
+                id: root.trace_id(),
+                fluent_root: None,
+                completed: false,
+                expected: [(format!("c{index}"), None)].into(),
+            });
+            clients.push(root);
+        }
+        let mut model: Vec<ModelFrame> = Vec::new();
+        let mut guards: Vec<(String, usize, Option<String>, mlflow_tracing::SpanGuard)> =
+            Vec::new();
+        let mut attached: Vec<(usize, mlflow_tracing::ContextGuard)> = Vec::new();
+        // The client traces are the first two, so an attached frame of trace `i` is client root `ci`.
+        let frame_name = |frame: &ModelFrame| match frame {
+            ModelFrame::Span { name, .. } => name.clone(),
+            ModelFrame::Attached { trace } => format!("c{trace}"),
+        };
+        for step in 0..120 {
+            let roll = next(&mut random) % 10;
+            if roll < 5 || (guards.is_empty() && attached.is_empty()) {
+                let name = format!("r{round}s{step}");
+                let parent = model.last().filter(|frame| {
+                    let (ModelFrame::Span { trace, .. } | ModelFrame::Attached { trace }) = frame;
+                    !traces[*trace].completed
+                });
+                let guard = start_span(name.clone());
+                let trace_id = guard.trace_id().expect("recorded");
+                let (trace, parent_name) = match parent {
+                    Some(frame) => {
+                        let (ModelFrame::Span { trace, .. } | ModelFrame::Attached { trace }) =
+                            frame;
+                        (*trace, Some(frame_name(frame)))
+                    }
+                    None => {
+                        traces.push(ModelTrace {
+                            id: trace_id.clone(),
+                            fluent_root: Some(name.clone()),
+                            completed: false,
+                            expected: Default::default(),
+                        });
+                        (traces.len() - 1, None)
+                    }
+                };
+                assert_eq!(trace_id, traces[trace].id, "round {round} step {step}");
+                let parent_seen = guard.parent_id().map(|id| names[&id].clone());
+                assert_eq!(parent_seen, parent_name, "round {round} step {step}");
+                names.insert(guard.span_id().unwrap(), name.clone());
+                model.push(ModelFrame::Span {
+                    name: name.clone(),
+                    trace,
+                });
+                guards.push((name, trace, parent_name, guard));
+            } else if roll < 8 && !guards.is_empty() {
+                let at = (next(&mut random) % guards.len() as u64) as usize;
+                let (name, trace, parent_name, guard) = guards.remove(at);
+                let position = model
+                    .iter()
+                    .rposition(
+                        |frame| matches!(frame, ModelFrame::Span { name: n, .. } if *n == name),
+                    )
+                    .unwrap();
+                model.remove(position);
+                drop(guard);
+                traces[trace].ended(name, parent_name);
+            } else if roll < 9 {
+                let which = (next(&mut random) % 2) as usize;
+                attached.push((which, clients[which].context().attach()));
+                model.push(ModelFrame::Attached { trace: which });
+            } else if !attached.is_empty() {
+                let at = (next(&mut random) % attached.len() as u64) as usize;
+                let (which, guard) = attached.remove(at);
+                // A context guard removes the highest remote frame of its span.
+                let position = model
+                    .iter()
+                    .rposition(
+                        |frame| matches!(frame, ModelFrame::Attached { trace } if *trace == which),
+                    )
+                    .unwrap();
+                model.remove(position);
+                drop(guard);
+            }
+        }
+        // Whatever is left ends in reverse order of start, then the client traces.
+        while let Some((name, trace, parent_name, guard)) = guards.pop() {
+            drop(guard);
+            traces[trace].ended(name, parent_name);
+        }
+        drop(attached);
+        for root in &clients {
+            root.end();
+        }
+        for model_trace in &traces {
+            let trace = get_trace(&model_trace.id).expect("every trace completed");
+            let recorded: std::collections::BTreeSet<(String, Option<String>)> = trace
+                .data
+                .spans
+                .iter()
+                .map(|span| {
+                    let parent = span.parent_id.map(|id| names[&id].clone());
+                    (span.name.clone(), parent)
+                })
+                .collect();
+            assert_eq!(recorded, model_trace.expected, "round {round}");
+        }
+    }
+}
+
 /// A value whose `Serialize` panics halfway through.
 struct PanicsWhileSerializing;
 
