@@ -327,8 +327,29 @@ impl SpanGuard {
     }
 
     /// Applies a change to this guard's frame.
-    #[inline]
+    ///
+    /// Inputs and outputs (most changes) each take a path of their own: a single path for every kind of
+    /// change is one function, which moves the change through memory and picks its arm with a jump.
+    /// Always inlined, so that a caller that builds the change keeps only its arm.
+    #[inline(always)]
     pub(crate) fn mutate(&self, mutation: SpanMutation) {
+        match mutation {
+            SpanMutation::Inputs(json) => self.with_data(|data| data.inputs = Some(json)),
+            SpanMutation::Outputs(json) => self.with_data(|data| data.outputs = Some(json)),
+            other => {
+                let span_id = self.span_id;
+                self.with_data(|data| {
+                    if let Some(extra) = data.apply(other) {
+                        with_extras(|extras| extras.push((span_id, extra)));
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs `change` on the data of this guard's span, when it is recorded.
+    #[inline]
+    fn with_data(&self, change: impl FnOnce(&mut SpanData)) {
         if !self.is_recording() {
             return;
         }
@@ -339,8 +360,8 @@ impl SpanGuard {
                 .rev()
                 .find(|frame| frame.span_id == span_id)
                 .and_then(|frame| frame.data.as_mut());
-            if let Some(extra) = data.and_then(|data| data.apply(mutation)) {
-                with_extras(|extras| extras.push((span_id, extra)));
+            if let Some(data) = data {
+                change(data);
             }
         });
     }
@@ -398,21 +419,10 @@ impl SpanGuard {
     }
 
     pub(crate) fn set_outputs_if_unset(&self, json: PayloadText) {
-        if !self.is_recording() {
-            return;
-        }
-        let span_id = self.span_id;
-        let _ = with_stack(|stack| {
-            let data = stack
-                .iter_mut()
-                .rev()
-                .find(|frame| frame.span_id == span_id)
-                .and_then(|frame| frame.data.as_mut());
-            match data {
-                Some(data) if data.outputs.is_none() => data.outputs = Some(json),
-                // Set by the function itself: the scratch range written for nothing is released.
-                _ => drop(json.detach()),
-            }
+        self.with_data(|data| match data.outputs {
+            None => data.outputs = Some(json),
+            // Set by the function itself: the scratch range written for nothing is released.
+            Some(_) => drop(json.detach()),
         });
     }
 
