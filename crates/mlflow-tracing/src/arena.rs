@@ -211,11 +211,27 @@ pub(crate) fn take_whole_scratch(mark: u32) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// A range of the scratch buffer as a payload.
-#[inline]
-pub(crate) fn thread_payload(start: usize, end: usize) -> PayloadText {
-    match (u32::try_from(start), u32::try_from(end)) {
-        (Ok(start), Ok(end)) => PayloadText::Thread(start, end),
-        _ => PayloadText::Owned("null".to_owned()),
+/// A range of the scratch buffer, as one number (start in the high half, end in the low half).
+///
+/// Code that writes a payload into the scratch returns this out of the scratch's borrow, and the payload
+/// is built from it after: a `PayloadText` built inside would come out through memory, and the wide load
+/// that moves it waits for the narrower stores that built it to reach the cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScratchRange(u64);
+
+impl ScratchRange {
+    /// `None` past 4 GiB, which a range of the scratch never reaches in practice.
+    #[inline]
+    pub(crate) fn new(start: usize, end: usize) -> Option<ScratchRange> {
+        let (start, end) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+        Some(ScratchRange((u64::from(start) << 32) | u64::from(end)))
+    }
+
+    #[inline]
+    pub(crate) fn payload(range: Option<ScratchRange>) -> PayloadText {
+        match range {
+            Some(ScratchRange(packed)) => PayloadText::Thread((packed >> 32) as u32, packed as u32),
+            None => PayloadText::Owned("null".to_owned()),
+        }
     }
 }

@@ -60,8 +60,8 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
 /// current until the guard drops.
 pub fn start_span(name: impl Into<Cow<'static, str>>) -> SpanGuard {
     let name = name.into();
-    enter(None, |span_id, parent_id| {
-        SpanData::new(span_id, parent_id, name, Cow::Borrowed("UNKNOWN"))
+    enter(None, |span_id, parent_id, start_ns| {
+        SpanData::new(span_id, parent_id, name, Cow::Borrowed("UNKNOWN"), start_ns)
     })
 }
 
@@ -126,13 +126,11 @@ impl SpanBuilder {
         self
     }
 
-    fn into_data(self, span_id: SpanId, parent_id: Option<SpanId>) -> SpanData {
-        let mut data = SpanData::new(span_id, parent_id, self.name, self.span_type);
+    fn into_data(self, span_id: SpanId, parent_id: Option<SpanId>, now_ns: u64) -> SpanData {
+        let start_ns = self.start_time_ns.unwrap_or(now_ns);
+        let mut data = SpanData::new(span_id, parent_id, self.name, self.span_type, start_ns);
         data.function = self.function;
         data.inputs = self.inputs;
-        if let Some(start_time_ns) = self.start_time_ns {
-            data.start_ns = start_time_ns;
-        }
         data
     }
 
@@ -140,8 +138,8 @@ impl SpanBuilder {
     pub fn start(mut self) -> SpanGuard {
         let experiment_id = self.experiment_id.take();
         let attributes = std::mem::take(&mut self.attributes);
-        let guard = enter(experiment_id, |span_id, parent_id| {
-            self.into_data(span_id, parent_id)
+        let guard = enter(experiment_id, |span_id, parent_id, start_ns| {
+            self.into_data(span_id, parent_id, start_ns)
         });
         for (key, json) in attributes {
             guard.mutate(SpanMutation::Attribute(key, json));
@@ -201,7 +199,7 @@ impl SpanBuilder {
             },
         };
         let attributes = std::mem::take(&mut self.attributes);
-        if !trace.insert_open(self.into_data(span_id, parent_id)) {
+        if !trace.insert_open(self.into_data(span_id, parent_id, crate::clock::now_ns())) {
             return LiveSpan::no_op();
         }
         let span = LiveSpan {
@@ -254,11 +252,14 @@ pub struct SpanGuard {
 #[inline]
 pub(crate) fn enter(
     experiment_id: Option<String>,
-    make: impl FnOnce(SpanId, Option<SpanId>) -> SpanData,
+    make: impl FnOnce(SpanId, Option<SpanId>, u64) -> SpanData,
 ) -> SpanGuard {
     if !config::is_enabled() {
         return SpanGuard::inactive();
     }
+    // Read first: read while the span's parent is worked out, the clock (whose slow path is a call) has
+    // the parent's parts stored to the stack in pieces and copied into the frame with wider loads.
+    let start_ns = crate::clock::now_ns();
     let span_id = ids::new_span_id();
     let state = with_stack(|stack| {
         let (trace, parent_id, root_here) = match stack_parent(stack) {
@@ -293,7 +294,7 @@ pub(crate) fn enter(
             trace,
             span_id,
             parent_id,
-            data: Some(make(span_id, parent_id)),
+            data: Some(make(span_id, parent_id, start_ns)),
             arena_mark,
             extras_mark,
             root_here,

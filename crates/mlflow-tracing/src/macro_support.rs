@@ -35,8 +35,15 @@ impl FnMeta {
         &'static self,
         span_id: mlflow_tracing_core::SpanId,
         parent_id: Option<mlflow_tracing_core::SpanId>,
+        start_ns: u64,
     ) -> SpanData {
-        let mut data = SpanData::new(span_id, parent_id, self.name.into(), self.span_type.into());
+        let mut data = SpanData::new(
+            span_id,
+            parent_id,
+            self.name.into(),
+            self.span_type.into(),
+            start_ns,
+        );
         data.function = Some(self);
         data
     }
@@ -55,7 +62,9 @@ pub fn enter_fn(meta: &'static FnMeta) -> SpanGuard {
     if !crate::config::is_enabled() {
         return SpanGuard::inactive();
     }
-    enter(None, |span_id, parent_id| meta.data(span_id, parent_id))
+    enter(None, |span_id, parent_id, start_ns| {
+        meta.data(span_id, parent_id, start_ns)
+    })
 }
 
 /// Runs the function body, recording a panic on the span before it continues to unwind.

@@ -377,6 +377,7 @@ mod tests {
                     parent,
                     Cow::Borrowed("step"),
                     Cow::Borrowed("TOOL"),
+                    1_000,
                 );
                 data.end_at(data.start_ns + 5);
                 data

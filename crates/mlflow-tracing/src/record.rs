@@ -13,7 +13,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use serde::Serialize;
 
-use crate::arena::{self, PayloadText};
+use crate::arena::{self, PayloadText, ScratchRange};
 use crate::config;
 
 /// Wraps a reference for autoref specialization; see the module docs.
@@ -178,10 +178,10 @@ impl Payload<'_> {
             let start = scratch.len();
             let mut payload = Payload::over(scratch, start, true, limit);
             write(&mut payload);
-            Some(payload.finish())
+            Some(payload.finish_range())
         });
         match (in_scratch.flatten(), write) {
-            (Some(text), _) => text,
+            (Some(range), _) => ScratchRange::payload(range),
             (None, Some(write)) => {
                 let mut bytes = Vec::new();
                 let mut payload = Payload::over(&mut bytes, 0, false, limit);
@@ -317,17 +317,29 @@ impl<'a> Payload<'a> {
     }
 
     /// The finished payload; one over the limit becomes a JSON string with a truncation marker.
+    fn finish(&mut self) -> PayloadText {
+        if self.in_scratch {
+            ScratchRange::payload(self.finish_range())
+        } else {
+            self.finish_in_place();
+            take_owned(self.bytes)
+        }
+    }
+
+    /// The finished payload's range, for one written in the scratch. By reference: moving the payload
+    /// would copy its fields with wide loads right after they were stored.
     #[inline(always)]
-    fn finish(mut self) -> PayloadText {
+    fn finish_range(&mut self) -> Option<ScratchRange> {
+        self.finish_in_place();
+        ScratchRange::new(self.start, self.bytes.len())
+    }
+
+    #[inline(always)]
+    fn finish_in_place(&mut self) {
         if self.dropped > 0 {
             self.mark_truncated();
         }
         self.finished = true;
-        if self.in_scratch {
-            arena::thread_payload(self.start, self.bytes.len())
-        } else {
-            take_owned(self.bytes)
-        }
     }
 
     /// Replaces what was kept of a payload over the limit by a JSON string with the marker.
@@ -391,29 +403,32 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
 #[inline]
 pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText {
     let limit = config::max_payload_bytes();
+    // Kept out of the closure's result, which then fits in registers (see `ScratchRange`).
+    let mut panicked = None;
     let written = arena::with_scratch(|scratch| {
         let start = scratch.len();
         let written = panic::catch_unwind(AssertUnwindSafe(|| {
             crate::json::write_value(scratch, value)
         }));
         match written {
-            Ok(Ok(())) if scratch.len() - start <= limit => {
-                Ok(arena::thread_payload(start, scratch.len()))
-            }
+            Ok(Ok(())) if scratch.len() - start <= limit => ScratchRange::new(start, scratch.len()),
             Ok(written) => {
                 let mut payload = Payload::over(scratch, start, true, limit);
                 payload.settle_serialized(start, written);
-                Ok(payload.finish())
+                payload.finish_range()
             }
             Err(panic) => {
                 scratch.truncate(start);
-                Err(panic)
+                panicked = Some(panic);
+                None
             }
         }
     });
+    if let Some(panic) = panicked {
+        panic::resume_unwind(panic);
+    }
     match written {
-        Some(Ok(payload)) => payload,
-        Some(Err(panic)) => panic::resume_unwind(panic),
+        Some(range) => ScratchRange::payload(range),
         None => PayloadText::Owned(encode(value)),
     }
 }

@@ -89,13 +89,15 @@ impl SpanMutation {
 }
 
 impl SpanData {
-    /// Inlined, so that the span is written where it is kept (its frame) instead of built, then copied.
+    /// A span that started at `start_ns`. Inlined, so that the span is written where it is kept (its
+    /// frame) instead of built, then copied.
     #[inline]
     pub(crate) fn new(
         span_id: SpanId,
         parent_id: Option<SpanId>,
         name: Text,
         span_type: Text,
+        start_ns: u64,
     ) -> Self {
         SpanData {
             span_id,
@@ -103,7 +105,7 @@ impl SpanData {
             name,
             span_type,
             function: None,
-            start_ns: crate::clock::now_ns(),
+            start_ns,
             end_ns: 0,
             status_code: SpanStatusCode::Unset,
             inputs: None,
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn conversion_writes_reserved_attributes_as_json_text() {
-        let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into());
+        let mut data = SpanData::new(SpanId([1; 8]), None, "agent".into(), "AGENT".into(), 1_000);
         static RUN_AGENT: FnMeta = FnMeta {
             name: "agent",
             function_name_json: "\"run_agent\"",
