@@ -20,7 +20,7 @@ use crate::context::{
     stack_parent, top_trace, with_extras, with_stack,
 };
 use crate::live::{LiveSpan, span_type_text};
-use crate::span_data::{SpanData, SpanMutation, Text};
+use crate::span_data::{Extra, SpanData, SpanMutation, Text};
 use crate::trace_state::{OpenTrace, TraceUpdates};
 use crate::{config, ids, processor, record};
 
@@ -337,6 +337,13 @@ impl SpanGuard {
         match mutation {
             SpanMutation::Inputs(json) => self.with_data(|data| data.inputs = Some(json)),
             SpanMutation::Outputs(json) => self.with_data(|data| data.outputs = Some(json)),
+            // Kept beside the span, which a recording guard's frame always holds.
+            SpanMutation::Attribute(key, json) => {
+                if self.is_recording() {
+                    let span_id = self.span_id;
+                    with_extras(|extras| extras.push((span_id, Extra::Attribute(key, json))));
+                }
+            }
             other => {
                 let span_id = self.span_id;
                 self.with_data(|data| {
