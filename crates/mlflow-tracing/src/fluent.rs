@@ -257,8 +257,9 @@ pub(crate) fn enter(
     if !config::is_enabled() {
         return SpanGuard::inactive();
     }
-    // Read first: read while the span's parent is worked out, the clock (whose slow path is a call) has
-    // the parent's parts stored to the stack in pieces and copied into the frame with wider loads.
+    // Read before the parent is worked out. Read after, the clock's slow path (a call) has the compiler
+    // store the parent's parts to the stack in pieces, then copy them into the frame with wider loads,
+    // which wait for those stores to reach the cache.
     let start_ns = crate::clock::now_ns();
     let span_id = ids::new_span_id();
     let state = with_stack(|stack| {
@@ -329,9 +330,9 @@ impl SpanGuard {
 
     /// Applies a change to this guard's frame.
     ///
-    /// Inputs and outputs (most changes) each take a path of their own: a single path for every kind of
-    /// change is one function, which moves the change through memory and picks its arm with a jump.
-    /// Always inlined, so that a caller that builds the change keeps only its arm.
+    /// Inputs, outputs and attributes (most changes) each take a path of their own: a single path for
+    /// every kind of change is one function, which moves the change through memory and picks its arm with
+    /// a jump. Always inlined, so that a caller that builds the change keeps only its arm.
     #[inline(always)]
     pub(crate) fn mutate(&self, mutation: SpanMutation) {
         match mutation {
