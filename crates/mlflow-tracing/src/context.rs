@@ -60,10 +60,13 @@ impl Frame {
             FrameTrace::Unsampled | FrameTrace::Below(_) => None,
         }
     }
+}
 
-    /// This frame's trace, where `below` is the part of the stack under it.
-    pub(crate) fn trace_over<'a>(&'a self, below: &'a [Frame]) -> Option<&'a Arc<OpenTrace>> {
-        match &self.trace {
+impl FrameTrace {
+    /// The trace, where `below` is the part of the stack under its frame. On the frame's `trace` field
+    /// alone, so that the frame's span can be borrowed beside it.
+    pub(crate) fn resolve<'a>(&'a self, below: &'a [Frame]) -> Option<&'a Arc<OpenTrace>> {
+        match self {
             FrameTrace::Own(trace) => Some(trace),
             FrameTrace::Below(owner) => below.get(*owner as usize).and_then(Frame::own_trace),
             FrameTrace::Unsampled => None,
@@ -73,7 +76,7 @@ impl Frame {
 
 /// The trace of the frame at `index`.
 pub(crate) fn trace_at(stack: &[Frame], index: usize) -> Option<&Arc<OpenTrace>> {
-    stack.get(index)?.trace_over(&stack[..index])
+    stack.get(index)?.trace.resolve(&stack[..index])
 }
 
 /// The trace of the top frame.

@@ -385,7 +385,7 @@ impl SpanGuard {
                 .iter()
                 .rposition(|frame| frame.span_id == self.span_id)?;
             let frame = &stack[position];
-            Some(read(frame, frame.trace_over(&stack[..position])))
+            Some(read(frame, frame.trace.resolve(&stack[..position])))
         })
         .flatten()
     }
@@ -480,12 +480,7 @@ impl SpanGuard {
             let (below, from_position) = stack.split_at_mut(position);
             let frame = &mut from_position[0];
             let arena_mark = frame.arena_mark;
-            // Field by field, so that the span's data can be borrowed beside its trace.
-            let trace = match &frame.trace {
-                FrameTrace::Own(trace) => Some(trace),
-                FrameTrace::Below(owner) => below.get(*owner as usize).and_then(Frame::own_trace),
-                FrameTrace::Unsampled => None,
-            };
+            let trace = frame.trace.resolve(below);
             if let (Some(trace), Some(data)) = (trace, frame.data.as_mut()) {
                 if data.outputs.is_none() {
                     data.outputs = outputs;

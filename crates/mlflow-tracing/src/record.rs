@@ -141,8 +141,6 @@ pub struct Payload<'a> {
     bytes: &'a mut Vec<u8>,
     /// Where this payload starts in `bytes`.
     start: usize,
-    /// Whether `bytes` is the thread's scratch buffer.
-    in_scratch: bool,
     /// Set by `finish`; a payload dropped unfinished (a panicking `Serialize`) cuts `bytes` back to `start`.
     finished: bool,
     limit: usize,
@@ -170,37 +168,32 @@ impl Payload<'_> {
     /// Records what `write` writes as one payload, with the configured limit: in the thread's scratch
     /// buffer, borrowed for the whole of `write`, or in a buffer of its own when the scratch is busy.
     #[inline]
-    pub fn record(write: impl FnOnce(&mut Payload<'_>)) -> PayloadText {
+    pub fn record(mut write: impl FnMut(&mut Payload<'_>)) -> PayloadText {
         let limit = config::max_payload_bytes();
-        let mut write = Some(write);
         let in_scratch = arena::with_scratch(|scratch| {
-            let write = write.take()?;
             let start = scratch.len();
-            let mut payload = Payload::over(scratch, start, true, limit);
+            let mut payload = Payload::over(scratch, start, limit);
             write(&mut payload);
-            Some(payload.finish_range())
+            payload.finish_range()
         });
-        match (in_scratch.flatten(), write) {
-            (Some(range), _) => ScratchRange::payload(range),
-            (None, Some(write)) => {
+        match in_scratch {
+            Some(range) => ScratchRange::payload(range),
+            None => {
                 let mut bytes = Vec::new();
-                let mut payload = Payload::over(&mut bytes, 0, false, limit);
+                let mut payload = Payload::over(&mut bytes, 0, limit);
                 write(&mut payload);
-                payload.finish()
+                PayloadText::Owned(payload.finish_owned())
             }
-            // Not reached: the closure gives `Some` whenever it has taken `write`.
-            (None, None) => PayloadText::Owned("null".to_owned()),
         }
     }
 }
 
 impl<'a> Payload<'a> {
     /// A payload written at the end of `bytes`, which holds `start` bytes already.
-    fn over(bytes: &'a mut Vec<u8>, start: usize, in_scratch: bool, limit: usize) -> Self {
+    fn over(bytes: &'a mut Vec<u8>, start: usize, limit: usize) -> Self {
         Self {
             bytes,
             start,
-            in_scratch,
             finished: false,
             limit,
             dropped: 0,
@@ -316,18 +309,16 @@ impl<'a> Payload<'a> {
         self.cut_to_limit();
     }
 
-    /// The finished payload; one over the limit becomes a JSON string with a truncation marker.
-    fn finish(&mut self) -> PayloadText {
-        if self.in_scratch {
-            ScratchRange::payload(self.finish_range())
-        } else {
-            self.finish_in_place();
-            take_owned(self.bytes)
-        }
+    /// The finished text of a payload written in a buffer of its own (it takes the buffer); one over the
+    /// limit becomes a JSON string with a truncation marker.
+    fn finish_owned(&mut self) -> String {
+        self.finish_in_place();
+        String::from_utf8(std::mem::take(self.bytes))
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
     }
 
-    /// The finished payload's range, for one written in the scratch. By reference: moving the payload
-    /// would copy its fields with wide loads right after they were stored.
+    /// The finished payload's range, for one written in the scratch, marked the same way. By reference:
+    /// moving the payload would copy its fields with wide loads right after they were stored.
     #[inline(always)]
     fn finish_range(&mut self) -> Option<ScratchRange> {
         self.finish_in_place();
@@ -362,14 +353,6 @@ impl Drop for Payload<'_> {
     }
 }
 
-/// The text of a payload written in a buffer of its own.
-fn take_owned(bytes: &mut Vec<u8>) -> PayloadText {
-    PayloadText::Owned(
-        String::from_utf8(std::mem::take(bytes))
-            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
-    )
-}
-
 /// The first `limit` bytes of `text`, a visible marker and the original size.
 fn truncated_text(text: &str, limit: usize, size: OverflowSize) -> String {
     let mut end = limit.min(text.len());
@@ -389,9 +372,9 @@ fn truncated_text(text: &str, limit: usize, size: OverflowSize) -> String {
 /// Encodes one value with the configured limit into a string of its own.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> String {
     let mut bytes = Vec::new();
-    let mut payload = Payload::over(&mut bytes, 0, false, config::max_payload_bytes());
+    let mut payload = Payload::over(&mut bytes, 0, config::max_payload_bytes());
     payload.write_serialize(value);
-    payload.finish().into_owned(&[])
+    payload.finish_owned()
 }
 
 /// Encodes one value with the configured limit into the thread's scratch buffer, for a span on this
@@ -413,7 +396,7 @@ pub(crate) fn encode_in_scratch<T: Serialize + ?Sized>(value: &T) -> PayloadText
         match written {
             Ok(Ok(())) if scratch.len() - start <= limit => ScratchRange::new(start, scratch.len()),
             Ok(written) => {
-                let mut payload = Payload::over(scratch, start, true, limit);
+                let mut payload = Payload::over(scratch, start, limit);
                 payload.settle_serialized(start, written);
                 payload.finish_range()
             }
@@ -468,9 +451,9 @@ mod tests {
 
     fn record_one<F: FnOnce(&mut Payload<'_>)>(limit: usize, write: F) -> Value {
         let mut bytes = Vec::new();
-        let mut payload = Payload::over(&mut bytes, 0, false, limit);
+        let mut payload = Payload::over(&mut bytes, 0, limit);
         write(&mut payload);
-        serde_json::from_str(&payload.finish().into_owned(&[])).expect("always valid JSON")
+        serde_json::from_str(&payload.finish_owned()).expect("always valid JSON")
     }
 
     #[derive(Debug)]
